@@ -1,0 +1,216 @@
+"""Typed run configuration, loaded from YAML with `key=value` overrides.
+
+    unift train configs/mix.yaml steps=50 optim.lr=1e-5 sources.0.weight=0.7
+
+Library functions take plain arguments; only the run entry point (`unift.train.run`) reads these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unift.models import LoraSpec
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"
+    """Model spec: 'smollm2-135m-instruct', 'tiny[:layers=..]', a .gguf file, a model directory,
+    or a previous run's directory (its final model is used)."""
+    lora: LoraSpec | None = None
+    """LoRA adapters through PEFT; null trains all weights (the reference is then a frozen copy)."""
+
+
+@dataclass
+class SourceConfig:
+    """One data source of the mixture: its records, the objective applied to them, and a weight."""
+
+    name: str = ""
+    """A short name used in metric keys (`<name>/loss`); defaults to the kind."""
+    kind: str = "demonstration"
+    """Record kind: demonstration | preference | binary | score | task."""
+    path: str | None = None
+    """JSONL file of records (TRL column conventions); None for task sources."""
+    objective: str = "sft"
+    """Objective name (see `unift.train.losses.OBJECTIVES`), e.g. sft, dpo-sigmoid, una-pairwise,
+    una-binary-mse, una-score-mse, uft-implicit-mse, grpo."""
+    weight: float = 1.0
+    """Weight of this source's loss in the summed step loss."""
+    batch_size: int = 4
+    """Records drawn from this source per optimisation step (per gradient-accumulation micro-step)."""
+    beta: float = 0.1
+    """Implicit-reward scale beta in r = beta * (log pi - log pi_ref) (diagnostics use it too)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the objective (e.g. {sft_weight: 0.5} for dpo)."""
+    task: str | None = None
+    """Task name for kind=task (e.g. countdown)."""
+    variant: dict[str, Any] = field(default_factory=dict)
+    """Task variant parameters for kind=task."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW moment coefficients."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 to lr over this many optimiser steps."""
+    schedule: str = "cosine"
+    """After warm-up: cosine (to min_lr_ratio * lr at the last step) | constant | linear."""
+    min_lr_ratio: float = 0.0
+    """Floor of the cosine/linear decay as a fraction of lr."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimiser step."""
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy to train (and, implicitly, pi_ref = its initial state)."""
+    sources: list[SourceConfig] = field(default_factory=list)
+    """The mixture: every step draws a batch from every source and sums the weighted losses."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser and schedule."""
+    steps: int = 10
+    """Optimiser steps."""
+    max_length: int = 512
+    """Prompt + completion tokens per sequence; longer prompts are cut from the left, longer
+    completions from the right (counted in `data/truncated`)."""
+    precision: str = "bf16"
+    """bf16: fp32 weights with bf16 autocast on CPU (measured faster here); fp32: no autocast."""
+    seed: int = 0
+    """One seed for Python, NumPy, torch and data order."""
+    output_dir: str = "runs/run"
+    """Run directory: config.yaml, metrics.jsonl, checkpoints, final model."""
+    save_every: int = 0
+    """Write a resumable checkpoint every N steps (0: only at the end)."""
+    resume: bool = False
+    """Continue from output_dir/checkpoint if it exists."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+# -- YAML + overrides -------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Build a value of (dataclass) type `tp` from plain YAML data, with clear errors."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], where)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(value) - names
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+        return tp(**{k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()})
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}.{i}") for i, v in enumerate(value)]
+    if origin is tuple:
+        return tuple(_convert(v, a, where) for v, a in zip(value, typing.get_args(tp), strict=True))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 1e-5 as a string
+        except ValueError:
+            pass
+    if tp in (int, str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected int, got {value!r}")
+    if tp is float and not isinstance(value, float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return value
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = [] if nxt.isdigit() else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
+    """Load `cls` from a YAML file (or defaults) and apply `key=value` overrides (YAML values)."""
+    data: dict = {}
+    if path is not None:
+        text = Path(path).read_text()
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        _set_dotted(data, key, yaml.safe_load(raw))
+    try:
+        return _convert(data, cls, "")
+    except ConfigError as err:
+        raise ConfigError(f"{path or 'config'}: {err}") from None
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def dump_config(config, path: Path) -> None:
+    data = to_dict(config)
+
+    def plain(x):
+        if isinstance(x, tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    path.write_text(yaml.safe_dump(plain(data), sort_keys=False))

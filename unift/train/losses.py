@@ -1,0 +1,123 @@
+"""The objective table: how each named objective reads a source's log-probs.
+
+One entry per objective name: which record kinds it accepts, whether it needs pi_ref, and a
+small adapter from the source's tensors to the pure function in `unift.objectives`. The
+trainer looks names up here and nowhere else (no `if loss_type == ...` chains).
+
+Row layout of a source's batch: demonstration / binary / score sources have one row per
+record; preference sources have 2B rows, the B chosen completions then the B rejected ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from unift import objectives as O
+
+
+@dataclass
+class SourceTensors:
+    """What an objective sees of one source's micro-batch. Token tensors are (R, T)."""
+
+    logps: torch.Tensor  # policy per-token log-probs (with grad)
+    mask: torch.Tensor  # completion-token mask
+    ref_logps: torch.Tensor | None  # pi_ref per-token log-probs (detached), if computed
+    targets: torch.Tensor | None  # (B,) binary labels or scores
+    beta: float
+    normalizer: float | None = None  # global token count for token-mean losses (distributed)
+
+
+@dataclass(frozen=True)
+class Objective:
+    kinds: tuple[str, ...]
+    needs_ref: bool
+    compute: Callable[[SourceTensors, dict], tuple[torch.Tensor, dict]]
+
+
+def _seq(x: SourceTensors):
+    """Sequence log-probs (R,) of policy and reference."""
+    policy = O.sequence_logps(x.logps, x.mask)
+    ref = O.sequence_logps(x.ref_logps, x.mask)
+    return policy, ref
+
+
+def _pairs(x: SourceTensors, averaged: bool = False):
+    """(policy_chosen, policy_rejected, ref_chosen, ref_rejected), each (B,)."""
+    reduce = O.average_logps if averaged else O.sequence_logps
+    policy, ref = reduce(x.logps, x.mask), reduce(x.ref_logps, x.mask)
+    b = policy.shape[0] // 2
+    return policy[:b], policy[b:], ref[:b], ref[b:]
+
+
+def _sft(x: SourceTensors, p: dict):
+    return O.sft_nll(x.logps, x.mask, normalizer=x.normalizer, **p)
+
+
+def _dpo(loss_type: str):
+    def compute(x: SourceTensors, p: dict):
+        p = dict(p)
+        sft_weight = p.pop("sft_weight", 0.0)
+        pairs = _pairs(x, averaged=loss_type == "ipo")  # TRL's IPO uses length-averaged log-probs
+        if not sft_weight:
+            return O.dpo_loss(*pairs, beta=x.beta, loss_type=loss_type, **p)
+        b = x.logps.shape[0] // 2
+        if loss_type == "ipo":  # the sft term needs the chosen token log-probs; pairs stay averaged
+            loss, stats = O.dpo_loss(*pairs, beta=x.beta, loss_type="ipo", **p)
+            nll, nll_stats = O.sft_nll(x.logps[:b], x.mask[:b])
+            return loss + sft_weight * nll, {**stats, "nll": nll_stats["nll"]}
+        weights = {loss_type: 1.0, "sft": sft_weight}
+        return O.dpo_with_sft(*pairs, x.logps[:b], x.mask[:b], beta=x.beta, weights=weights, **p)
+
+    return compute
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "sft": Objective(("demonstration",), False, _sft),
+    "uft-implicit-mse": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta)),
+    "uft-implicit-bce": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta)),
+    "dpo-sigmoid": Objective(("preference",), True, _dpo("sigmoid")),
+    "dpo-ipo": Objective(("preference",), True, _dpo("ipo")),
+    "dpo-hinge": Objective(("preference",), True, _dpo("hinge")),
+    "una-pairwise": Objective(("preference",), True, lambda x, p: O.una_pairwise(*_pairs(x), x.beta)),
+    "una-binary-mse": Objective(("binary",), True, lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "mse")),
+    "una-binary-bce": Objective(("binary",), True, lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "bce")),
+    "una-score-mse": Objective(("score",), True, lambda x, p: O.una_score(*_seq(x), x.targets, x.beta)),
+}
+# Names TRL users know.
+OBJECTIVES["dpo"] = OBJECTIVES["dpo-sigmoid"]
+
+
+def get(name: str, kind: str) -> Objective:
+    if name not in OBJECTIVES:
+        raise KeyError(f"unknown objective {name!r}; known: {sorted(OBJECTIVES)}")
+    objective = OBJECTIVES[name]
+    if kind not in objective.kinds:
+        raise ValueError(f"objective {name!r} takes {objective.kinds} records, not {kind!r}")
+    return objective
+
+
+def diagnostics(x: SourceTensors, kind: str) -> dict[str, torch.Tensor]:
+    """Implicit-reward diagnostics r = beta * (log pi(y|x) - log pi_ref(y|x)) for any source,
+    whatever its objective (so plain SFT shows its implicit reward too)."""
+    if x.ref_logps is None:
+        return {}
+    policy, ref = _seq(x)
+    r = x.beta * (policy - ref).detach()  # (R,)
+    if kind == "preference":
+        b = r.shape[0] // 2
+        chosen, rejected = r[:b], r[b:]
+        return {
+            "rewards/chosen": chosen.mean(),
+            "rewards/rejected": rejected.mean(),
+            "rewards/margin": (chosen - rejected).mean(),
+            "rewards/accuracy": (chosen > rejected).float().mean(),
+        }
+    stats = {"rewards/implicit": r.mean()}
+    if kind == "binary":
+        for name, sel in (("positive", x.targets > 0.5), ("negative", x.targets <= 0.5)):
+            if sel.any():
+                stats[f"rewards/{name}"] = r[sel].mean()
+    return stats

@@ -1,0 +1,194 @@
+"""`unift train CONFIG [key=value ...]`: set up a run from its config, loop over steps, save.
+
+The run directory holds config.yaml (resolved), metrics.jsonl, tb/ (TensorBoard, if installed),
+checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, safetensors).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unift import models
+from unift.config import RunConfig, dump_config, load_config
+from unift.data.mixture import Stream
+from unift.data.records import load_jsonl
+from unift.train import checkpoint, losses
+from unift.train.distributed import Dist, init
+from unift.train.metrics import MetricsWriter
+from unift.train.step import Source, draw, train_step
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float = 0.0) -> float:
+    """LR multiplier: linear warm-up, then cosine / linear decay to min_ratio, or constant."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return min_ratio + (1 - min_ratio) * (1 - progress)
+    raise ValueError(f"unknown schedule {schedule!r}: cosine | constant | linear")
+
+
+def build_sources(config: RunConfig, config_dir: Path) -> list[Source]:
+    sources = []
+    for i, sc in enumerate(config.sources):
+        objective = losses.get(sc.objective, sc.kind)
+        if sc.path is None:
+            raise ValueError(f"sources.{i}: a {sc.kind} source needs a `path` to a JSONL file")
+        path = Path(sc.path)
+        if not path.is_absolute() and not path.exists():
+            path = config_dir / path
+        records = load_jsonl(path, sc.kind)
+        sources.append(Source(sc.name or sc.kind, sc.kind, objective, Stream(records, config.seed, i),
+                              sc.weight, sc.batch_size, sc.beta, dict(sc.params)))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be unique: {names}")
+    return sources
+
+
+def build_policy(config: RunConfig):
+    model, tokenizer = models.load(config.model.name)
+    if config.model.lora is not None and not models.is_peft(model):
+        lora = config.model.lora
+        model = models.apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+    return model, tokenizer
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically."""
+    tmp = Path(tempfile.mkdtemp(prefix="model.", dir=out.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
+    dist = dist or init()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    seed_everything(config.seed)
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    policy, tokenizer = build_policy(config)
+    reference = models.ReferencePolicy(policy)
+    sources = build_sources(config, config_dir)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = config.optim
+    optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_lambda(s, warmup=opt.warmup_steps, total=config.steps, schedule=opt.schedule,
+                            min_ratio=opt.min_lr_ratio),
+    )
+    streams = {s.name: s.stream for s in sources}
+
+    start = 0
+    ckpt = checkpoint.load(run_dir) if config.resume else None
+    if ckpt is not None:
+        start = checkpoint.restore(ckpt, model=policy, optimizer=optimizer, scheduler=scheduler, streams=streams)
+    if dist.main:
+        dump_config(config, run_dir / "config.yaml")
+    writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
+
+    progress = _progress(config, start) if dist.main and config.progress else None
+    last: dict = {}
+    for step in range(start, config.steps):
+        micro = [draw(sources, tokenizer, config.max_length, dist) for _ in range(opt.grad_accum)]
+        metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
+                             grad_clip=opt.grad_clip, dist=dist)
+        last = {"step": step + 1, **metrics}
+        if writer:
+            writer.write(last)
+        if progress:
+            progress.update(last)
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+            if dist.main:
+                checkpoint.save(run_dir, step=step + 1, model=policy, optimizer=optimizer,
+                                scheduler=scheduler, streams=streams)
+    if progress:
+        progress.close()
+    if dist.main:
+        checkpoint.save(run_dir, step=config.steps, model=policy, optimizer=optimizer, scheduler=scheduler,
+                        streams=streams)
+        save_model(policy, tokenizer, run_dir / "model")
+        writer.close()
+        _summary(run_dir, last, sources)
+    return run_dir
+
+
+class _progress:
+    """A rich progress bar with live loss and tokens/s (rank 0 only)."""
+
+    def __init__(self, config: RunConfig, start: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}  {task.fields[tps]} tok/s"),
+                            TimeRemainingColumn(), transient=False)
+        self.task = self.bar.add_task("train", total=config.steps, completed=start, loss="-", tps="-")
+        self.bar.start()
+
+    def update(self, row: dict) -> None:
+        self.bar.update(self.task, completed=row["step"], loss=f"{row['loss']:.4f}",
+                        tps=f"{row['tokens_per_s']:.0f}")
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def _summary(run_dir: Path, last: dict, sources: list[Source]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"implicit-reward diagnostics at step {last.get('step')}")
+    for col in ("source", "objective", "loss", "reward (demo)", "chosen", "rejected", "margin", "accuracy",
+                "KL(pi||ref)"):
+        table.add_column(col)
+    for s in sources:
+        def get(key, s=s):
+            value = last.get(f"{s.name}/{key}")
+            return "-" if value is None else f"{value:.4f}"
+
+        objective = next(k for k, v in losses.OBJECTIVES.items() if v is s.objective)
+        table.add_row(s.name, objective, get("loss"), get("rewards/implicit"), get("rewards/chosen"),
+                      get("rewards/rejected"), get("rewards/margin"), get("rewards/accuracy"), get("kl/ref"))
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: {run_dir}\n  metrics: {run_dir / 'metrics.jsonl'}\n  model:   {run_dir / 'model'}")
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: unift train CONFIG.yaml [key=value ...]\n\n"
+              "Train on the mixture of sources in CONFIG (see configs/). Overrides use dotted keys,\n"
+              "e.g. steps=20 optim.lr=1e-5 sources.0.weight=0.5 model.name=tiny resume=true")
+        return 0
+    config_path = Path(argv[0])
+    try:
+        config = load_config(config_path, argv[1:])
+        train(config, config_path.parent)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"unift train: error: {err}", file=sys.stderr)
+        return 2
+    return 0
