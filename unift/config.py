@@ -163,7 +163,10 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(node, list):
-            node = node[int(part)]
+            index = int(part)
+            if index == len(node):  # `sources.2.x=...` may add the next list item
+                node.append([] if nxt.isdigit() else {})
+            node = node[index]
             continue
         if part not in node or node[part] is None:
             node[part] = [] if nxt.isdigit() else {}

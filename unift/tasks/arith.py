@@ -16,7 +16,6 @@ import ast
 from collections.abc import Iterator
 from fractions import Fraction
 from functools import lru_cache
-from itertools import combinations
 
 MAX_CHARS = 256  # input length
 MAX_DEPTH = 24  # bracket depth, and depth of the expression tree
@@ -138,9 +137,11 @@ def to_str(node: Node) -> str:
     return f"{parts[0]} {op} {parts[1]}"
 
 
-def fmt(x: Fraction | int) -> str:
-    """A value as the model should write it: 54 or 8/3."""
-    return str(x) if isinstance(x, int) or x.denominator != 1 else str(x.numerator)
+def fmt(x: Fraction | int, bracket: bool = False) -> str:
+    """A value as the model should write it: 54, 8/3, or (8/3) as an operand."""
+    if isinstance(x, int) or x.denominator == 1:
+        return str(int(x)) if x >= 0 or not bracket else f"({int(x)})"
+    return f"({x})" if bracket else str(x)
 
 
 def steps(node: Node) -> list[str]:
@@ -152,11 +153,11 @@ def steps(node: Node) -> list[str]:
             return n
         if n[0] == "neg":
             v = walk(n[1])
-            out.append(f"-({fmt(v)}) = {fmt(-v)}")
+            out.append(f"-{fmt(v, True)} = {fmt(-v)}")
             return -v
         a, b = walk(n[1]), walk(n[2])
         v = apply(n[0], a, b)
-        out.append(f"{fmt(a)} {n[0]} {fmt(b)} = {fmt(v)}")
+        out.append(f"{fmt(a, True)} {n[0]} {fmt(b, True)} = {fmt(v)}")
         return v
 
     walk(node)
@@ -164,51 +165,86 @@ def steps(node: Node) -> list[str]:
 
 
 # --- brute-force solver -------------------------------------------------------------------
+# Dynamic programming over sub-multisets: `_reach(numbers)` maps every value an expression over
+# exactly those numbers can take to one such expression. `solve` splits the numbers in two and
+# looks up, for each value a of one side, the value b the other side must reach (t - a, t / a,
+# ...), so the largest part is never enumerated in full.
+
+
 def _combine(a, b, integers_only: bool) -> Iterator[tuple[str, bool, Fraction | int]]:
     """(op, swapped, value) for every way to combine values a and b."""
     yield "+", False, a + b
     yield "*", False, a * b
-    for op, swapped, x, y in (("-", False, a, b), ("-", True, b, a)):
-        if not integers_only or x >= y:
-            yield op, swapped, x - y
     for swapped, x, y in ((False, a, b), (True, b, a)):
+        if not integers_only or x >= y:
+            yield "-", swapped, x - y
         if y != 0 and (not integers_only or x % y == 0):
             yield "/", swapped, apply("/", x, y)
 
 
-def _search(items: tuple, target, integers_only: bool, dead: set) -> Node | None:
-    """Depth-first search over pairs; `items` are (value, tree) pairs; `dead` memoises
-    multisets of values known not to reach the target."""
-    if len(items) == 1:
-        return items[0][1] if items[0][0] == target else None
-    key = tuple(sorted(v for v, _ in items))
-    if key in dead:
-        return None
-    for i, j in combinations(range(len(items)), 2):
-        (a, ta), (b, tb) = items[i], items[j]
-        rest = tuple(x for k, x in enumerate(items) if k not in (i, j))
-        for op, swapped, value in _combine(a, b, integers_only):
-            if abs(value) > MAX_MAGNITUDE:
-                continue
-            tree = (op, tb, ta) if swapped else (op, ta, tb)
-            found = _search((*rest, (value, tree)), target, integers_only, dead)
-            if found is not None:
-                return found
-    dead.add(key)
-    return None
+def _splits(numbers: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Unordered splits of a sorted multiset into two non-empty sorted parts."""
+    n, out = len(numbers), set()
+    for mask in range(1, 2 ** (n - 1)):  # the last number always goes right
+        left = tuple(x for i, x in enumerate(numbers) if mask >> i & 1)
+        right = tuple(x for i, x in enumerate(numbers) if not mask >> i & 1)
+        out.add((left, right))
+    return sorted(out)
+
+
+@lru_cache(maxsize=8192)
+def _reach_small(numbers: tuple[int, ...], integers_only: bool) -> dict:
+    return _reach_uncached(numbers, integers_only)
+
+
+def _reach(numbers: tuple[int, ...], integers_only: bool) -> dict:
+    if len(numbers) <= 3:  # small parts recur across problems; big ones would fill the memory
+        return _reach_small(numbers, integers_only)
+    return _reach_uncached(numbers, integers_only)
+
+
+def _reach_uncached(numbers: tuple[int, ...], integers_only: bool) -> dict:
+    if len(numbers) == 1:
+        return {numbers[0]: numbers[0]}
+    out: dict = {}
+    for left, right in _splits(numbers):
+        right_reach = _reach(right, integers_only)
+        for a, ta in _reach(left, integers_only).items():
+            for b, tb in right_reach.items():
+                for op, swapped, v in _combine(a, b, integers_only):
+                    if v not in out and abs(v) <= MAX_MAGNITUDE:
+                        out[v] = (op, tb, ta) if swapped else (op, ta, tb)
+    return out
+
+
+def _needed(a, t) -> Iterator[tuple[object, str, bool]]:
+    """(b, op, swapped) such that `a op b` (or `b op a` if swapped) equals t."""
+    yield t - a, "+", False
+    yield a - t, "-", False
+    yield t + a, "-", True
+    if a != 0:
+        yield apply("/", t, a), "*", False
+        yield t * a, "/", True
+    if t != 0 and a != 0:
+        yield apply("/", a, t), "/", False
 
 
 @lru_cache(maxsize=65536)
 def _solve_sorted(numbers: tuple[int, ...], target: int) -> Node | None:
-    items = tuple((n, n) for n in numbers)
+    if len(numbers) == 1:
+        return numbers[0] if numbers[0] == target else None
     # Non-negative integer intermediates first: the solutions people write. Then any rational.
     for integers_only in (True, False):
-        found = _search(items, target, integers_only, set())
-        if found is not None:
-            return found
+        for left, right in _splits(numbers):
+            right_reach = _reach(right, integers_only)
+            for a, ta in _reach(left, integers_only).items():
+                for b, op, swapped in _needed(a, target):
+                    tb = right_reach.get(b)
+                    if tb is not None and (b != 0 or op != "/"):
+                        return (op, tb, ta) if swapped else (op, ta, tb)
     return None
 
 
 def solve(numbers: list[int], target: int) -> Node | None:
     """An expression using every number exactly once that equals `target`, or None."""
-    return _solve_sorted(tuple(sorted(numbers, reverse=True)), target)
+    return _solve_sorted(tuple(sorted(numbers)), target)

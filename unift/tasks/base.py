@@ -50,7 +50,7 @@ def variant(distribution: str, description: str, **params: Any) -> dict:
 
 
 def split_of(key: str, test_fraction: float) -> str:
-    """"test" when sha256(key), read as a number in [0, 1), is below `test_fraction`."""
+    """ "test" when sha256(key), read as a number in [0, 1), is below `test_fraction`."""
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
     return "test" if h < test_fraction else "train"
 
@@ -89,13 +89,21 @@ class Task(ABC):
         names = self.named_variants
         self.variant_name = variant or (next(iter(names)) if names else "default")
         if names and self.variant_name not in names:
-            raise ValueError(f"{self.name}: unknown variant {self.variant_name!r}; known: {list(names)}")
+            raise ValueError(
+                f"{self.name}: unknown variant {self.variant_name!r}; known: {list(names)}"
+            )
         resolved = dict(self.defaults)
         resolved.update(names[self.variant_name]["params"] if names else {})
         unknown = set(params) - set(resolved)
         if unknown and not self.extra_params:
-            raise ValueError(f"{self.name}: unknown parameters {sorted(unknown)}; known: {sorted(resolved)}")
+            raise ValueError(
+                f"{self.name}: unknown parameters {sorted(unknown)}; known: {sorted(resolved)}"
+            )
         resolved.update(params)
+        try:  # RL records store the variant; `get(name, **variant)` must rebuild the task
+            json.dumps(resolved)
+        except TypeError as e:
+            raise ValueError(f"{self.name}: variant parameters must be JSON values ({e})") from None
         self.variant: dict[str, Any] = resolved
         self.check_variant()
 
@@ -104,10 +112,11 @@ class Task(ABC):
         """Named variants: {name: {"distribution": "id"|"ood", "description", "params"}},
         with `params` fully resolved against the defaults."""
         return {
-            k: {**v, "params": {**cls.defaults, **v["params"]}} for k, v in cls.named_variants.items()
+            k: {**v, "params": {**cls.defaults, **v["params"]}}
+            for k, v in cls.named_variants.items()
         }
 
-    def check_variant(self) -> None:
+    def check_variant(self) -> None:  # noqa: B027  (optional hook, empty by default)
         """Validate `self.variant`; raise ValueError on a bad parameter."""
 
     # --- problems -------------------------------------------------------------------------
@@ -190,17 +199,28 @@ class Task(ABC):
         if not isinstance(completion, str):
             return Score(self.min_reward, False, None, "The completion is not text.")
         if len(completion) > MAX_COMPLETION_CHARS:
-            return Score(self.min_reward, False, None, f"The completion is longer than {MAX_COMPLETION_CHARS} characters.")
+            return Score(
+                self.min_reward,
+                False,
+                None,
+                f"The completion is longer than {MAX_COMPLETION_CHARS} characters.",
+            )
         return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(variant={self.variant_name!r}, {self.variant})"
 
 
-def retry_messages(task: Task, problem: dict, messages: list[dict], completion: str, score: Score) -> list[dict]:
+def retry_messages(
+    task: Task, problem: dict, messages: list[dict], completion: str, score: Score
+) -> list[dict]:
     """Continue a conversation after a graded attempt (verification iterations, "VIter"): the
     assistant turn is the completion, the user turn the verifier's feedback and a retry request.
     `problem` is unused by the default tasks but lets custom tasks tailor the retry message."""
     del problem
     feedback = f"{score.feedback}\n{task.retry_instruction}".strip()
-    return [*messages, {"role": "assistant", "content": completion}, {"role": "user", "content": feedback}]
+    return [
+        *messages,
+        {"role": "assistant", "content": completion},
+        {"role": "user", "content": feedback},
+    ]

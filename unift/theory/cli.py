@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unift theory",
         description="RFT vs UFT leaf visits to reach pass@1 >= target on a search tree "
-        "(Liu, Farina, Ozdaglar 2025, section 5).",
+        "(Liu, Farina, Ozdaglar 2025, theory section).",
     )
     p.add_argument("--heights", default="2..10", help="tree heights H, '2..10' or '2,4,6'")
     p.add_argument("--branching", default="2,3", help="branching factors B, comma-separated")

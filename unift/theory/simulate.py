@@ -2,7 +2,7 @@
 
 Every rollout ends on exactly one leaf, so leaf visits = rollouts sampled, hinted ones included
 (a rollout with l = H "visits" the correct leaf without exploring; counting it is conservative
-for UFT). The paper's claims (Liu, Farina, Ozdaglar 2025, section 5):
+for UFT). The paper's claims (Liu, Farina, Ozdaglar 2025, theory section):
     RFT (any method that only sees root rollouts): >= B^H / (4K) visits to reach pass@1 >= 0.5;
     UFT (l ~ Uniform{0..H}, beta*log-likelihood on the hint): polynomial in H (O~(B H^5)).
 """

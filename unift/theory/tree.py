@@ -1,7 +1,7 @@
 """The search-tree task and one training step of RFT / UFT on it, as numpy array code.
 
 Setting (Liu, Farina, Ozdaglar 2025, "UFT: Unifying Supervised and Reinforcement Fine-Tuning",
-section 5, "theory"): a deterministic tree of height H and branching B. A state at level h is a
+theory section): a deterministic tree of height H and branching B. A state at level h is a
 node index i in [0, B^h); action a in [0, B) leads to node i*B + a at level h+1. The B^H leaves
 carry the reward: 1.0 on the K correct leaves, 0.1 elsewhere (gap Delta = 0.9). The "solution"
 used for hints is the path s*_0 (root), a*_0, s*_1, ..., a*_{H-1} to the first correct leaf.
@@ -112,12 +112,13 @@ def mirror_update(
     eta: float,
     beta: float,
 ) -> None:
-    """One mirror-ascent step, in place, on every state the batch touched (paper, section 5).
+    """One mirror-ascent step, in place, on every state the batch touched (paper, theory section).
 
     For a state s reached by rollouts (level h >= l), with the importance-weighted advantage
         A_hat(s, a) = mean over rollouts n through s of 1[a_n = a] * A_n / pi_{t-1}(a | s)
-    (an unbiased estimate of A(s, a) up to a constant per state, for every action, not only the
-    sampled one), the paper's update is
+    (importance weighting makes its expectation Q(s, a) - baseline for every action, not only
+    the sampled ones; the baseline is a constant per state, which the softmax ignores, up to the
+    small bias of a group mean that includes the rollout itself), the paper's update is
         pi_t(a|s) ∝ exp((eta*A_hat + eta*beta*log pi_ref + log pi_{t-1}) / (1 + eta*beta)),
     the closed form of argmax_pi eta*<A_hat, pi> - eta*beta*KL(pi||pi_ref) - KL(pi||pi_{t-1}).
 

@@ -85,7 +85,8 @@ def save_model(model, tokenizer, out: Path) -> None:
 
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
     dist = dist or init()
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    if dist.world > 1:  # share the cores between processes
+        torch.set_num_threads(max(1, torch.get_num_threads() // dist.world))
     seed_everything(config.seed)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,309 @@
+"""Knights and Knaves: knights always tell the truth, knaves always lie; who is which?
+
+Problem: {"names": ["Zoey", ...], "statements": [formula, ...]}, one statement per inhabitant.
+A formula is a nested list: ["knight", i] / ["knave", i] (inhabitant i is a knight/knave),
+["not", f], ["and", f, g], ["or", f, g], ["implies", f, g], ["iff", f, g]. Statements mention
+only other inhabitants. `depth` bounds the nesting (1 = a bare claim, 2 = a connective over
+claims, ...); one statement of every puzzle reaches it. It must be at least 2: with bare claims
+only, swapping every role keeps a puzzle consistent, so no answer is unique.
+
+Generation draws a hidden assignment and statements whose truth matches their speaker's role,
+then keeps the puzzle only when exactly one assignment is consistent. Consistency is checked
+for all 2^n assignments at once: each formula evaluates to an n-bit truth table (a Python int).
+
+The reference solution is a backtracking trace ("Assume Zoey is a knight. ...") ending with
+"Therefore, (1) Zoey is a knight (2) ..." and an <answer> block. Verifier (the study's): the
+last <answer> block must state "NAME is a knight/knave" for every inhabitant. Reward 1.0 all
+right; 0.1 every inhabitant named but some role wrong (or stated both ways); 0.0 no block or
+an inhabitant missing.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import cache
+
+from .base import ID, OOD, Score, Task, last_block, variant
+from .registry import register
+
+NAMES = [
+    "Zoey",
+    "Oliver",
+    "Ethan",
+    "Mia",
+    "Liam",
+    "Ava",
+    "Noah",
+    "Emma",
+    "Lucas",
+    "Sofia",
+    "Jack",
+    "Chloe",
+    "Henry",
+    "Grace",
+    "Owen",
+    "Lily",
+    "Samuel",
+    "Harper",
+    "David",
+    "Ella",
+    "Joseph",
+    "Aria",
+    "Daniel",
+    "Scarlett",
+    "Logan",
+    "Victoria",
+    "Isaac",
+    "Hannah",
+    "Gabriel",
+    "Nora",
+    "Julian",
+    "Riley",
+    "Aiden",
+    "Zara",
+    "Caleb",
+    "Leah",
+    "Ryan",
+    "Ruby",
+    "Nathan",
+    "Alice",
+]
+BINARY = ("and", "or", "implies", "iff")
+ROLE = {True: "knight", False: "knave"}
+
+
+@cache
+def knight_table(i: int, n: int) -> int:
+    """Truth table of "i is a knight": bit a is set when bit i of assignment a is."""
+    return sum(1 << a for a in range(1 << n) if a >> i & 1)
+
+
+def truth_table(f: list, n: int) -> int:
+    """Bit a of the result is the formula's value under assignment a (bit i of a: i is a knight)."""
+    full = (1 << (1 << n)) - 1
+    op = f[0]
+    if op in ("knight", "knave"):
+        knight = knight_table(f[1], n)
+        return knight if op == "knight" else full ^ knight
+    if op == "not":
+        return full ^ truth_table(f[1], n)
+    x, y = truth_table(f[1], n), truth_table(f[2], n)
+    return {"and": x & y, "or": x | y, "implies": (full ^ x) | y, "iff": full ^ (x ^ y)}[op]
+
+
+def consistent(statements: list, n: int) -> list[int]:
+    """All assignments (bitmasks) under which every knight's statement is true and every
+    knave's false."""
+    ok = (1 << (1 << n)) - 1
+    for i, f in enumerate(statements):
+        ok &= ~(knight_table(i, n) ^ truth_table(f, n))
+    return [a for a in range(1 << n) if ok >> a & 1]
+
+
+def holds(f: list, roles: dict[int, bool]) -> bool:
+    op = f[0]
+    if op in ("knight", "knave"):
+        return roles[f[1]] == (op == "knight")
+    if op == "not":
+        return not holds(f[1], roles)
+    x, y = holds(f[1], roles), holds(f[2], roles)
+    return {"and": x and y, "or": x or y, "implies": (not x) or y, "iff": x == y}[op]
+
+
+def mentioned(f: list) -> set[int]:
+    return {f[1]} if f[0] in ("knight", "knave") else set().union(*(mentioned(g) for g in f[1:]))
+
+
+def render(f: list, names: list[str], top: bool = True) -> str:
+    op = f[0]
+    if op in ("knight", "knave"):
+        return f"{names[f[1]]} is a {op}"
+    if op == "not":
+        text = f"it is not the case that {render(f[1], names, False)}"
+    elif op == "implies":
+        text = f"if {render(f[1], names, False)} then {render(f[2], names, False)}"
+    else:
+        joiner = {"and": "and", "or": "or", "iff": "if and only if"}[op]
+        text = f"{render(f[1], names, False)} {joiner} {render(f[2], names, False)}"
+    return text if top else f"({text})"
+
+
+@register("knights_knaves")
+class KnightsKnaves(Task):
+    defaults = {"min_people": 3, "max_people": 7, "depth": 2}
+    named_variants = {
+        "id": variant(ID, "3-7 inhabitants, statements of depth <= 2 (the UFT study's range)"),
+        "easy": variant(ID, "3 inhabitants", max_people=3),
+        "ood_people": variant(OOD, "8 inhabitants", min_people=8, max_people=8),
+        "ood_depth": variant(OOD, "3-7 inhabitants, statements of depth 3", depth=3),
+    }
+    retry_instruction = (
+        "Please try again. State every inhabitant's role in <answer> </answer> tags."
+    )
+
+    def check_variant(self) -> None:
+        v = self.variant
+        if not (3 <= v["min_people"] <= v["max_people"] <= 10) or not 2 <= v["depth"] <= 4:
+            raise ValueError(
+                "knights_knaves: need 3 <= min_people <= max_people <= 10, 2 <= depth <= 4"
+            )
+
+    # --- generation ---------------------------------------------------------------------
+    def _formula(self, rng: random.Random, depth: int, speaker: int, n: int) -> list:
+        if depth == 1:
+            return [
+                rng.choice(("knight", "knave")),
+                rng.choice([i for i in range(n) if i != speaker]),
+            ]
+        op = rng.choice(("not",) + BINARY * 2)  # "not" is rarer: it nests without branching
+        first = self._formula(rng, depth - 1, speaker, n)
+        if op == "not":
+            return ["not", first] if first[0] != "not" else first[1]
+        second = self._formula(rng, rng.randint(1, depth - 1), speaker, n)
+        if mentioned(first) == mentioned(second) and len(mentioned(first)) == 1:
+            return self._formula(rng, depth, speaker, n)  # "A is a knave iff A is a knave"
+        return [op, first, second] if rng.random() < 0.5 else [op, second, first]
+
+    def generate(self, rng: random.Random) -> dict | None:
+        v = self.variant
+        n = rng.randint(v["min_people"], v["max_people"])
+        roles = {i: rng.random() < 0.5 for i in range(n)}
+        deepest = rng.randrange(n)
+        statements = []
+        for i in range(n):
+            depth = v["depth"] if i == deepest else rng.randint(1, v["depth"])
+            for _ in range(100):  # a statement whose truth matches its speaker's role
+                f = self._formula(rng, depth, i, n)
+                if holds(f, roles) == roles[i] and _depth(f) == depth:
+                    break
+            else:
+                return None
+            statements.append(f)
+        if len(consistent(statements, n)) != 1:
+            return None
+        return {"names": rng.sample(NAMES, n), "statements": statements}
+
+    # --- prompt ---------------------------------------------------------------------------
+    def question(self, problem: dict) -> str:
+        names = problem["names"]
+        people = ", ".join(names[:-1]) + f" and {names[-1]}"
+        said = " ".join(
+            f'{names[i]} says: "{_capital(render(f, names))}."'
+            for i, f in enumerate(problem["statements"])
+        )
+        example = "\n".join(
+            f"({k + 1}) {name} is a knight/knave" for k, name in enumerate(names[:2])
+        )
+        return (
+            "A very special island is inhabited only by knights and knaves. Knights always tell "
+            f"the truth, and knaves always lie. You meet {len(names)} inhabitants: {people}. {said} "
+            "So who is a knight and who is a knave? Show your reasoning in <think> </think> tags, "
+            "then state every inhabitant's role in <answer> </answer> tags, one per line, e.g.\n"
+            f"<answer>\n{example}\n...\n</answer>"
+        )
+
+    # --- solver and reference ---------------------------------------------------------------
+    def solve(self, problem: dict) -> list[bool]:
+        n = len(problem["names"])
+        (a,) = consistent(problem["statements"], n)
+        return [bool(a >> i & 1) for i in range(n)]
+
+    def solution_steps(self, problem: dict) -> list[str]:
+        names, statements = problem["names"], problem["statements"]
+        n = len(names)
+        pieces: list[str] = []
+        needs = [mentioned(f) | {i} for i, f in enumerate(statements)]
+
+        def check(roles: dict[int, bool], newest: int) -> tuple[str, bool]:
+            """Comment on statements that just became decidable; False on a contradiction."""
+            notes = []
+            for i, f in enumerate(statements):
+                if newest in needs[i] and needs[i] <= roles.keys():
+                    value = holds(f, roles)
+                    said = f'{names[i]}\'s statement "{render(f, names)}"'
+                    if value != roles[i]:
+                        return (
+                            f" Then {said} is {str(value).lower()}, but {names[i]} is a {ROLE[roles[i]]}: contradiction.",
+                            False,
+                        )
+                    notes.append(
+                        f" {said} is {str(value).lower()}, as a {ROLE[roles[i]]}'s must be."
+                    )
+            return "".join(notes), True
+
+        # Assume roles in an order that decides statements early: next, the inhabitant who
+        # completes the most statements (ties: the one mentioned most).
+        order: list[int] = []
+        while len(order) < n:
+            done = set(order)
+            order.append(
+                max(
+                    (i for i in range(n) if i not in done),
+                    key=lambda i: (
+                        sum(needs[j] <= done | {i} for j in range(n)),
+                        sum(i in m for m in needs),
+                        -i,
+                    ),
+                )
+            )
+
+        def search(roles: dict[int, bool]) -> bool:
+            if len(roles) == n:
+                return True
+            k = order[len(roles)]
+            for role in (True, False):
+                roles[k] = role
+                note, ok = check(roles, k)
+                pieces.append(f"Assume {names[k]} is a {ROLE[role]}.{note}\n")
+                if ok and search(roles):
+                    return True
+                del roles[k]
+            pieces.append(
+                f"Both roles for {names[k]} lead to a contradiction, so an earlier assumption is wrong.\n"
+            )
+            return False
+
+        roles: dict[int, bool] = {}
+        if not search(roles):
+            raise ValueError("knights_knaves: the puzzle has no consistent assignment")
+        listing = [f"({k + 1}) {name} is a {ROLE[roles[k]]}" for k, name in enumerate(names)]
+        pieces[0] = "<think>\n" + pieces[0]
+        pieces.append("No contradiction is found, so this assignment is consistent.\n</think>\n")
+        pieces.append(
+            f"Therefore, {' '.join(listing)}\n<answer>\n" + "\n".join(listing) + "\n</answer>"
+        )
+        return pieces
+
+    # --- verifier -----------------------------------------------------------------------------
+    def score(self, problem: dict, completion: str) -> Score:
+        if (bad := self.too_long(completion)) is not None:
+            return bad
+        answer = last_block(completion)
+        if answer is None:
+            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        claims: dict[str, set[str]] = {}
+        for name in problem["names"]:
+            pattern = rf"\b{re.escape(name)}\s+is\s+an?\s+(knight|knave)\b"
+            claims[name] = {m.group(1).lower() for m in re.finditer(pattern, answer, re.IGNORECASE)}
+        missing = [name for name, found in claims.items() if not found]
+        if missing:
+            return Score(
+                0.0, False, None, f"The answer does not state the role of {', '.join(missing)}."
+            )
+        parsed = {name: found.pop() if len(found) == 1 else None for name, found in claims.items()}
+        truth = dict(zip(problem["names"], (ROLE[r] for r in self.solve(problem)), strict=True))
+        wrong = [name for name in truth if parsed[name] != truth[name]]
+        if wrong:
+            return Score(
+                0.1, False, parsed, f"The roles of {', '.join(wrong)} are wrong or ambiguous."
+            )
+        return Score(1.0, True, parsed, "Correct.")
+
+
+def _depth(f: list) -> int:
+    return 1 if f[0] in ("knight", "knave") else 1 + max(_depth(g) for g in f[1:])
+
+
+def _capital(s: str) -> str:
+    return s[:1].upper() + s[1:]

@@ -1,0 +1,134 @@
+"""Any reasoning-gym dataset as a task: get("reasoning_gym", dataset="countdown", **config).
+
+Parameters other than `dataset`, `timeout` and `max_answer_chars` go to
+`reasoning_gym.create_dataset` (e.g. min_numbers=3). A problem is the dataset's entry
+({"question", "answer", "metadata"}, made JSON-safe); the split hashes the question. The prompt
+is the question plus a request for the answer in <answer></answer> tags; the reference solution
+is the entry's answer as one piece (datasets without one, such as rubiks_cube, raise). Tuples in
+an entry are stored as {"__tuple__": [...]} so that verifiers comparing tuples (arc_agi) still
+match after a JSON round trip. The verifier is the dataset's own `score_answer` on the last
+<answer> block: its value is the reward (0..1), correct when it is 1.
+
+Some reasoning-gym verifiers evaluate the answer (`eval`, sympy's `parse_expr`). For those the
+answer is screened first (`guard.code_problem`) and every call runs under `guard.time_limit`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+from functools import lru_cache
+
+from . import guard
+from .base import ID, Score, Task, last_block, split_of, variant
+from .registry import register
+
+_RISKY = ("eval(", "exec(", "parse_expr", "sympify", "simplify", "sympy")
+
+
+def to_json(x):
+    """A JSON-safe copy of a reasoning-gym entry; tuples survive as {"__tuple__": [...]}."""
+    if isinstance(x, tuple):
+        return {"__tuple__": [to_json(v) for v in x]}
+    if isinstance(x, list):
+        return [to_json(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): to_json(v) for k, v in x.items()}
+    return x if x is None or isinstance(x, bool | int | float | str) else str(x)
+
+
+def from_json(x):
+    if isinstance(x, dict):
+        if set(x) == {"__tuple__"}:
+            return tuple(from_json(v) for v in x["__tuple__"])
+        return {k: from_json(v) for k, v in x.items()}
+    return [from_json(v) for v in x] if isinstance(x, list) else x
+
+
+@lru_cache(maxsize=64)
+def _verifier(dataset: str, config_json: str):
+    """A dataset object (for `score_answer`) and whether its verifier evaluates answers."""
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset(dataset, seed=0, size=1, **json.loads(config_json))
+    try:
+        risky = any(s in inspect.getsource(type(ds).score_answer) for s in _RISKY)
+    except (OSError, TypeError):
+        risky = True
+    return ds, risky
+
+
+@register("reasoning_gym")
+class ReasoningGym(Task):
+    defaults = {"dataset": "countdown", "timeout": 2.0, "max_answer_chars": 2000}
+    named_variants = {"default": variant(ID, "the dataset's default configuration")}
+    extra_params = True
+
+    @property
+    def config(self) -> dict:
+        return {k: v for k, v in self.variant.items() if k not in self.defaults}
+
+    def generate(self, rng: random.Random) -> dict | None:
+        raise NotImplementedError("reasoning_gym problems come from the dataset (see problems)")
+
+    def problems(self, n: int, seed: int = 0, split: str = "train") -> list[dict]:
+        import reasoning_gym
+
+        out: list[dict] = []
+        seen: set[str] = set()
+        wanted = n if split == "train" else n / self.test_fraction  # entries to draw, roughly
+        for chunk in range(100):
+            ds = reasoning_gym.create_dataset(
+                self.variant["dataset"],
+                seed=seed * 100_003 + chunk,
+                size=int(min(max(1.2 * wanted, 16), 1024)),
+                **self.config,
+            )
+            for i in range(len(ds)):
+                entry = to_json(ds[i])
+                key = entry["question"]
+                if split_of(key, self.test_fraction) == split and key not in seen:
+                    seen.add(key)
+                    out.append(entry)
+                    if len(out) == n:
+                        return out
+        raise RuntimeError(
+            f"reasoning_gym/{self.variant['dataset']}: only {len(out)} of {n} {split} problems"
+        )
+
+    def question(self, problem: dict) -> str:
+        return f"{problem['question']}\n\nGive your final answer inside <answer> </answer> tags."
+
+    def solution_steps(self, problem: dict) -> list[str]:
+        if problem.get("answer") is None:
+            raise ValueError(f"reasoning_gym/{self.variant['dataset']} gives no reference answer")
+        return [f"<answer>{problem['answer']}</answer>"]
+
+    def score(self, problem: dict, completion: str) -> Score:
+        if (bad := self.too_long(completion)) is not None:
+            return bad
+        answer = last_block(completion)
+        if answer is None:
+            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        if len(answer) > self.variant["max_answer_chars"]:
+            return Score(
+                0.0,
+                False,
+                None,
+                f"The answer is longer than {self.variant['max_answer_chars']} characters.",
+            )
+        try:
+            ds, risky = _verifier(self.variant["dataset"], json.dumps(self.config, sort_keys=True))
+            if risky and (why := guard.code_problem(answer)):
+                return Score(0.0, False, answer, f"The answer was rejected: {why}.")
+            with guard.time_limit(self.variant["timeout"]):
+                reward = float(ds.score_answer(answer, from_json(problem)))
+        except Exception as e:  # a third-party verifier may fail in any way
+            return Score(
+                0.0, False, answer, f"The answer could not be verified ({type(e).__name__})."
+            )
+        correct = reward >= 1.0
+        return Score(
+            reward, correct, answer, "Correct." if correct else "The answer is not correct."
+        )
