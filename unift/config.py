@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from unift.models import LoraSpec
+from unift.rollout.task_source import RolloutSpec
 
 
 @dataclass
@@ -52,7 +53,12 @@ class SourceConfig:
     task: str | None = None
     """Task name for kind=task (e.g. countdown)."""
     variant: dict[str, Any] = field(default_factory=dict)
-    """Task variant parameters for kind=task."""
+    """Task variant parameters for kind=task (e.g. {variant: easy} or {rule: face_is_10})."""
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    """kind=task: sampling, hint schedule, verification iterations (`unift.rollout.task_source`)."""
+    preset: str | None = None
+    """kind=task: an algorithm preset (sft, rft, r3, stage, uft, rft-cosine) that fills in
+    `rollout.hint`, `rollout.policy_gradient` and the objective's coefficients."""
 
 
 @dataclass
@@ -194,6 +200,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value")
         _set_dotted(data, key, yaml.safe_load(raw))
+    if cls is RunConfig and isinstance(data.get("sources"), list):
+        from unift.rollout.presets import apply_preset
+
+        data["sources"] = [apply_preset(s) if isinstance(s, dict) else s for s in data["sources"]]
     try:
         return _convert(data, cls, "")
     except ConfigError as err:

@@ -162,7 +162,9 @@ class Task(ABC):
         return messages + [{"role": "user", "content": self.question(problem)}]
 
     def prompt_text(self, problem: dict) -> str:
-        """Raw-text prompt for base models (no chat template); the completion follows it."""
+        """Raw-text prompt for base models (no chat template). The study's countdown prompt
+        also opened "<think>"; here the completion opens it, so chat and text prompts expect
+        the same completion (`reference_completion`)."""
         return f"{DEFAULT_PREAMBLE}\nUser: {self.question(problem)}\nAssistant: Let me solve this step by step.\n"
 
     # --- verifier and reference -----------------------------------------------------------

@@ -114,7 +114,7 @@ def relative_turn(d: int) -> str:
 
 
 def where(name: str, relation: str) -> str:
-    """ "Starbucks is on your left front", "Starbucks is in front of you"."""
+    """E.g. "Starbucks is on your left front" or "Starbucks is in front of you"."""
     if relation in ("front", "behind"):
         return f"{name} is {'in front of' if relation == 'front' else 'behind'} you"
     return f"{name} is on your {relation}"

@@ -11,7 +11,7 @@ record; preference sources have 2B rows, the B chosen completions then the B rej
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,6 +28,8 @@ class SourceTensors:
     targets: torch.Tensor | None  # (B,) binary labels or scores
     beta: float
     normalizer: float | None = None  # global token count for token-mean losses (distributed)
+    entropy: torch.Tensor | None = None  # (R, T) token entropy of pi, when the objective asks
+    extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Objective:
     kinds: tuple[str, ...]
     needs_ref: bool
     compute: Callable[[SourceTensors, dict], tuple[torch.Tensor, dict]]
+    needs_entropy: bool = False
 
 
 def _seq(x: SourceTensors):
@@ -74,7 +77,17 @@ def _dpo(loss_type: str):
     return compute
 
 
+def _grpo(x: SourceTensors, p: dict):
+    """GRPO-family policy gradient with UFT-hint's hint NLL (`ufthint_loss`). Params: epsilon_low,
+    epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean = DAPO,
+    sequence_mean = GRPO, constant = Dr. GRPO with `normalizer`)."""
+    e = x.extra
+    return O.ufthint_loss(x.logps, e.get("old_logps"), x.ref_logps, e["advantages"], e["completion_mask"],
+                          e["hint_mask"], x.entropy, **p)
+
+
 OBJECTIVES: dict[str, Objective] = {
+    "grpo": Objective(("task",), True, _grpo, needs_entropy=True),
     "sft": Objective(("demonstration",), False, _sft),
     "uft-implicit-mse": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta)),
     "uft-implicit-bce": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta)),

@@ -47,9 +47,32 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
     raise ValueError(f"unknown schedule {schedule!r}: cosine | constant | linear")
 
 
-def build_sources(config: RunConfig, config_dir: Path) -> list[Source]:
+def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict) -> Source:
+    """A task source: its problem stream, and the rollout stage with a (shared) engine."""
+    from unift import tasks
+    from unift.rollout.engine import make_engine
+    from unift.rollout.task_source import TaskRollout
+
+    sc = config.sources[i]
+    if sc.task is None:
+        raise ValueError(f"sources.{i}: a task source needs `task` (one of {tasks.names()})")
+    task = tasks.get(sc.task, **sc.variant)
+    spec = sc.rollout
+    if spec.policy_gradient and spec.backend not in engines:
+        engines[spec.backend] = make_engine(spec.backend, policy, tokenizer)
+    problems = task.problems(spec.num_problems, seed=config.seed, split="train")
+    rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i)
+    return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), Stream(problems, config.seed, i),
+                  sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
+
+
+def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None) -> list[Source]:
     sources = []
+    engines: dict = {}
     for i, sc in enumerate(config.sources):
+        if sc.kind == "task":
+            sources.append(build_task_source(config, i, policy, tokenizer, engines))
+            continue
         objective = losses.get(sc.objective, sc.kind)
         if sc.path is None:
             raise ValueError(f"sources.{i}: a {sc.kind} source needs a `path` to a JSONL file")
@@ -93,7 +116,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
 
     policy, tokenizer = build_policy(config)
     reference = models.ReferencePolicy(policy)
-    sources = build_sources(config, config_dir)
+    sources = build_sources(config, config_dir, policy, tokenizer)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
     optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
@@ -102,7 +125,9 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
         lambda s: lr_lambda(s, warmup=opt.warmup_steps, total=config.steps, schedule=opt.schedule,
                             min_ratio=opt.min_lr_ratio),
     )
+    # everything with a position or an RNG that a resumed run must continue from
     streams = {s.name: s.stream for s in sources}
+    streams.update({f"{s.name}/rollout": s.rollout for s in sources if s.rollout is not None})
 
     start = 0
     ckpt = checkpoint.load(run_dir) if config.resume else None
@@ -115,10 +140,11 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     progress = _progress(config, start) if dist.main and config.progress else None
     last: dict = {}
     for step in range(start, config.steps):
-        micro = [draw(sources, tokenizer, config.max_length, dist) for _ in range(opt.grad_accum)]
+        micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
+                      policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
                              grad_clip=opt.grad_clip, dist=dist)
-        last = {"step": step + 1, **metrics}
+        last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources)}
         if writer:
             writer.write(last)
         if progress:
@@ -136,6 +162,18 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
         writer.close()
         _summary(run_dir, last, sources)
     return run_dir
+
+
+RL_KEYS = ("reward_mean", "correct_rate", "success_rate", "hint_fraction", "hint_tokens_mean", "hint_p",
+           "kl", "entropy", "completion_tokens_mean", "rollout_tokens", "rollout_tokens_per_s")
+
+
+def _task_metrics(metrics: dict, sources: list[Source]) -> dict:
+    """The first task source's RL metrics also under their plain names (`reward_mean`, ...)."""
+    task = next((s for s in sources if s.kind == "task"), None)
+    if task is None:
+        return {}
+    return {k: metrics[f"{task.name}/{k}"] for k in RL_KEYS if f"{task.name}/{k}" in metrics}
 
 
 class _progress:

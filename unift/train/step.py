@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from unift.data.mixture import Stream, shard
-from unift.data.records import Record
 from unift.data.tokenize import Batch, collate, tokenize_pair
+from unift.rollout.task_source import TaskRollout
 from unift.train.distributed import Dist
 from unift.train.logprobs import token_logps
 from unift.train.losses import Objective, SourceTensors, diagnostics
@@ -35,6 +35,7 @@ class Source:
     batch_size: int = 4
     beta: float = 0.1
     params: dict = field(default_factory=dict)
+    rollout: TaskRollout | None = None  # task sources: the rollout stage
 
 
 @dataclass
@@ -43,10 +44,17 @@ class SourceBatch:
     batch: Batch
     targets: torch.Tensor | None  # (B,) labels / scores
     truncated: int
+    extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
+    stats: dict = field(default_factory=dict)  # task sources: rollout metrics (reward_mean, ...)
 
 
-def encode(source: Source, records: list[Record], tokenizer, max_length: int) -> SourceBatch:
-    """Records -> token batch. Preferences become 2B rows: chosen ones, then rejected ones."""
+def encode(source: Source, records: list, tokenizer, max_length: int, *, step: int = 0,
+           total_steps: int = 1, policy=None) -> SourceBatch:
+    """Records -> token batch. Preferences become 2B rows: chosen ones, then rejected ones.
+    Task sources run the rollout stage: problems -> hinted prompts -> rollouts -> rewards."""
+    if source.kind == "task":
+        batch, extra, stats = source.rollout.build(records, step, total_steps, policy)
+        return SourceBatch(source, batch, None, 0, extra, stats)
     if source.kind == "preference":
         pairs = [(r.prompt, r.chosen) for r in records] + [(r.prompt, r.rejected) for r in records]
     else:
@@ -58,10 +66,12 @@ def encode(source: Source, records: list[Record], tokenizer, max_length: int) ->
     return SourceBatch(source, collate(items, tokenizer.pad_token_id), targets, sum(t.truncated for t in items))
 
 
-def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist) -> list[SourceBatch]:
+def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step: int = 0,
+         total_steps: int = 1, policy=None) -> list[SourceBatch]:
     """One micro-batch from every source: the same global draw on every process, then its shard."""
     return [
-        encode(s, shard(s.stream.take(s.batch_size), dist.rank, dist.world), tokenizer, max_length)
+        encode(s, shard(s.stream.take(s.batch_size), dist.rank, dist.world), tokenizer, max_length,
+               step=step, total_steps=total_steps, policy=policy)
         for s in sources
     ]
 
@@ -105,12 +115,15 @@ def train_step(
                     ref, ref_full = token_logps(ref_model, batch, return_full=True)
                 ref_logps = ref.logps
             with autocast(precision):
-                pol = token_logps(policy, batch, ref_logprobs_full=ref_full)
+                pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
+                                  with_entropy=src.objective.needs_entropy)
             # 2. objective (token-mean losses normalise by the global token count per process)
             n_tok = float(pol.mask.sum())
             x = SourceTensors(pol.logps, pol.mask, ref_logps, sb.targets, src.beta,
-                              normalizer=dist.sum(n_tok) / dist.world if dist.world > 1 else None)
+                              normalizer=dist.sum(n_tok) / dist.world if dist.world > 1 else None,
+                              entropy=pol.entropy, extra=sb.extra)
             loss, stats = src.objective.compute(x, src.params)
+            stats = {**sb.stats, **stats}
             total = total + src.weight * loss / n_micro
             # diagnostics: implicit rewards and the exact KL(pi || pi_ref) on completion tokens
             stats = {**stats, **diagnostics(x, src.kind)}
