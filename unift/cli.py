@@ -11,6 +11,10 @@ import sys
 # subcommand -> (module, one-line description); each module has `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("unift.train.run", "train on a mixture of sources from a YAML config"),
+    "eval": ("unift.evaluate", "evaluate a model or run on a task's ID and OOD test sets"),
+    "compare": ("unift.compare", "compare sft, rft, sft-rft, r3, uft at equal compute, with a report"),
+    "study": ("unift.study", "the SFT-vs-RL generalization study (GeneralPoints, Navigation)"),
+    "quickstart": ("unift.compare:quickstart", "the quickstart comparison on the embedded model"),
     "data": ("unift.tasks.export", "export a task's problems as SFT or RL records (JSONL)"),
     "theory": ("unift.theory", "simulate RFT vs UFT sample complexity on search trees"),
     "models": ("unift.models", "prepare or inspect models (e.g. de-quantize the embedded one)"),
@@ -32,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unift: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, function or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

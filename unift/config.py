@@ -82,6 +82,28 @@ class OptimConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Held-out evaluation during a run (written to evals.jsonl), e.g. ID and OOD test sets."""
+
+    task: str | None = None
+    """Task to evaluate on (None: no evaluation)."""
+    variants: dict[str, dict] = field(default_factory=dict)
+    """Label -> task variant parameters, e.g. {id: {variant: id}, ood: {variant: ood_numbers}}."""
+    n: int = 64
+    """Test problems per variant (split "test")."""
+    k: int = 1
+    """Also report sampled pass@k when k > 1."""
+    max_new_tokens: int = 256
+    """Longest evaluated completion."""
+    viter: int = 1
+    """Graded attempts per problem (verification iterations) for multi-turn tasks."""
+    every_steps: int = 0
+    """Evaluate every N steps (0: not by steps)."""
+    every_flops: float = 0.0
+    """Evaluate whenever training FLOPs cross a multiple of this (0: not by FLOPs)."""
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """The policy to train (and, implicitly, pi_ref = its initial state)."""
@@ -90,7 +112,12 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser and schedule."""
     steps: int = 10
-    """Optimiser steps."""
+    """Optimiser steps (also the horizon of LR and hint schedules)."""
+    max_flops: float = 0.0
+    """Stop once training FLOPs (6 N per trained token + 2 N per generated token) reach this
+    (0: run all `steps`)."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation before training, at the given intervals, and at the end."""
     max_length: int = 512
     """Prompt + completion tokens per sequence; longer prompts are cut from the left, longer
     completions from the right (counted in `data/truncated`)."""

@@ -92,3 +92,15 @@ def test_one_step_mixes_grpo_with_una_pairwise(tmp_path):
     for r in rows:
         assert r["loss"] == pytest.approx(r["vowels/loss"] + r["pref/loss"], rel=1e-5)
     assert torch.isfinite(torch.tensor(rows[-1]["loss"]))
+
+
+def test_ppo_epochs_reuse_rollouts_with_pi_old_from_their_first_use(tmp_path):
+    config = config_with(tmp_path, [task_source(preset="rft", ppo_epochs=2, num_generations=4, max_new_tokens=6)],
+                         steps=4, **{"optim.lr": 1e-2})
+    rows = read_metrics(train(config))
+    assert [r["vowels/ppo_epoch"] for r in rows] == [1, 2, 1, 2]
+    assert [r["rollout_tokens"] > 0 for r in rows] == [True, False, True, False]
+    # first use: on-policy, ratio exactly 1; second use: the policy moved, so ratios differ from 1
+    assert rows[0]["vowels/ratio_mean"] == 1.0 and rows[0]["vowels/clip_fraction"] == 0.0
+    assert rows[1]["vowels/ratio_mean"] != 1.0
+    assert rows[1]["reward_mean"] == rows[0]["reward_mean"]  # the same rollouts

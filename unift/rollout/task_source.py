@@ -43,6 +43,9 @@ class RolloutSpec:
     """Hint schedule (none = RFT, cosine = UFT, uniform = R3, stage, full = SFT)."""
     policy_gradient: bool = True
     """False: no rollouts; NLL on the full reference solution only (the SFT preset)."""
+    ppo_epochs: int = 1
+    """Optimiser steps taken on each batch of rollouts (PPO epochs); the first is on-policy,
+    later ones use the first's log-probs as pi_old in the clipped ratio."""
     scale_rewards: str = "group"
     """Advantage normalisation: group | batch | none."""
     viter: int = 1
@@ -89,6 +92,8 @@ class TaskRollout:
     def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int):
         self.task, self.spec, self.tokenizer, self.engine = task, spec, tokenizer, engine
         self.rng = random.Random(seed)
+        self.cached: tuple | None = None  # the last batch, reused for ppo_epochs steps
+        self.uses = 0
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate()}
@@ -100,7 +105,17 @@ class TaskRollout:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def build(self, problems: list[dict], step: int, total_steps: int, policy) -> tuple[Batch, dict, dict]:
-        """-> (batch, extra tensors for the objective, metrics)."""
+        """-> (batch, extra tensors for the objective, metrics). Within `ppo_epochs` the same
+        batch comes back (the trainer keeps pi_old and pi_ref log-probs in `extra`)."""
+        if self.cached is not None and self.uses < self.spec.ppo_epochs:
+            self.uses += 1
+            batch, extra, metrics = self.cached
+            return batch, extra, {**metrics, "rollout_tokens": 0, "ppo_epoch": self.uses}
+        self.cached = self._build(problems, step, total_steps, policy)
+        self.uses = 1
+        return self.cached
+
+    def _build(self, problems: list[dict], step: int, total_steps: int, policy) -> tuple[Batch, dict, dict]:
         spec, task = self.spec, self.task
         hints = []
         for problem in problems:
@@ -189,6 +204,7 @@ class TaskRollout:
             "completion_tokens_mean": sum(len(r.completion_ids) for r in rows) / len(rows),
             "rollout_tokens": rollout_tokens,
             "rollout_tokens_per_s": rollout_tokens / rollout_seconds if rollout_seconds else 0.0,
+            "ppo_epoch": 1,
         }
         if self.spec.viter > 1:
             metrics["success_rate"] = len(solved) / len(hints)

@@ -23,6 +23,7 @@ from unift.data.mixture import Stream
 from unift.data.records import load_jsonl
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
+from unift.train.evals import Evaluator
 from unift.train.metrics import MetricsWriter
 from unift.train.step import Source, draw, train_step
 
@@ -138,30 +139,48 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
 
     progress = _progress(config, start) if dist.main and config.progress else None
+    n_params = models.num_parameters(policy)
+    flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
+    evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None) \
+        if dist.main and config.eval.task else None
+    if evaluator and not ckpt:
+        evaluator(policy, step=0, flops=0.0)
     last: dict = {}
     for step in range(start, config.steps):
+        if config.max_flops and flops >= config.max_flops:
+            break
         micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
                       policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
                              grad_clip=opt.grad_clip, dist=dist)
-        last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources)}
+        # training compute: 6 N per trained token (forward + backward) + 2 N per generated token
+        flops += 6 * n_params * metrics["tokens"] + 2 * n_params * _rollout_tokens(metrics, sources)
+        last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
         if writer:
             writer.write(last)
         if progress:
             progress.update(last)
+        if evaluator and evaluator.due(step + 1, flops):
+            evaluator(policy, step=step + 1, flops=flops)
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
             if dist.main:
                 checkpoint.save(run_dir, step=step + 1, model=policy, optimizer=optimizer,
-                                scheduler=scheduler, streams=streams)
+                                scheduler=scheduler, streams=streams, extra={"flops": flops})
     if progress:
         progress.close()
+    if evaluator and last and evaluator.last_step != last["step"]:
+        evaluator(policy, step=last["step"], flops=flops)
     if dist.main:
-        checkpoint.save(run_dir, step=config.steps, model=policy, optimizer=optimizer, scheduler=scheduler,
-                        streams=streams)
+        checkpoint.save(run_dir, step=last.get("step", start), model=policy, optimizer=optimizer,
+                        scheduler=scheduler, streams=streams, extra={"flops": flops})
         save_model(policy, tokenizer, run_dir / "model")
         writer.close()
         _summary(run_dir, last, sources)
     return run_dir
+
+
+def _rollout_tokens(metrics: dict, sources: list[Source]) -> float:
+    return sum(metrics.get(f"{s.name}/rollout_tokens", 0.0) for s in sources if s.kind == "task")
 
 
 RL_KEYS = ("reward_mean", "correct_rate", "success_rate", "hint_fraction", "hint_tokens_mean", "hint_p",
@@ -180,7 +199,13 @@ class _progress:
     """A rich progress bar with live loss and tokens/s (rank 0 only)."""
 
     def __init__(self, config: RunConfig, start: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]}  {task.fields[tps]} tok/s"),
@@ -196,23 +221,26 @@ class _progress:
         self.bar.stop()
 
 
+SUMMARY_COLUMNS = (  # (header, metric key under the source's name); shown when any source has it
+    ("loss", "loss"), ("reward (demo)", "rewards/implicit"), ("chosen", "rewards/chosen"),
+    ("rejected", "rewards/rejected"), ("margin", "rewards/margin"), ("accuracy", "rewards/accuracy"),
+    ("task reward", "reward_mean"), ("correct", "correct_rate"), ("hint p", "hint_p"), ("KL(pi||ref)", "kl/ref"),
+)
+
+
 def _summary(run_dir: Path, last: dict, sources: list[Source]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    columns = [(h, k) for h, k in SUMMARY_COLUMNS if any(f"{s.name}/{k}" in last for s in sources)]
     table = Table(title=f"implicit-reward diagnostics at step {last.get('step')}")
-    for col in ("source", "objective", "loss", "reward (demo)", "chosen", "rejected", "margin", "accuracy",
-                "KL(pi||ref)"):
-        table.add_column(col)
+    for header in ("source", "objective", *(h for h, _ in columns)):
+        table.add_column(header)
+    names = {id(v): k for k, v in losses.OBJECTIVES.items()}
     for s in sources:
-        def get(key, s=s):
-            value = last.get(f"{s.name}/{key}")
-            return "-" if value is None else f"{value:.4f}"
-
-        objective = next(k for k, v in losses.OBJECTIVES.items() if v is s.objective)
-        table.add_row(s.name, objective, get("loss"), get("rewards/implicit"), get("rewards/chosen"),
-                      get("rewards/rejected"), get("rewards/margin"), get("rewards/accuracy"), get("kl/ref"))
-    console = Console()
+        cells = [last.get(f"{s.name}/{k}") for _, k in columns]
+        table.add_row(s.name, names[id(s.objective)], *("-" if c is None else f"{c:.4f}" for c in cells))
+    console = Console(width=max(120, Console().width))
     console.print(table)
     console.print(f"run directory: {run_dir}\n  metrics: {run_dir / 'metrics.jsonl'}\n  model:   {run_dir / 'model'}")
 

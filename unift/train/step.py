@@ -110,13 +110,19 @@ def train_step(
             src, batch = sb.source, sb.batch
             # 1. log-probs: pi_ref once per batch (no grad), then pi with grad
             ref_logps = ref_full = None
-            if src.objective.needs_ref or diagnostics_ref:
+            if "ref_logps" in sb.extra:  # a reused batch of rollouts (PPO epochs)
+                ref_logps, ref_full = sb.extra["ref_logps"], sb.extra["ref_full"]
+            elif src.objective.needs_ref or diagnostics_ref:
                 with torch.no_grad(), reference.model() as ref_model, autocast(precision):
                     ref, ref_full = token_logps(ref_model, batch, return_full=True)
                 ref_logps = ref.logps
+                if src.kind == "task":
+                    sb.extra.update(ref_logps=ref_logps, ref_full=ref_full)
             with autocast(precision):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
                                   with_entropy=src.objective.needs_entropy)
+            if src.kind == "task":  # pi_old: the log-probs at the first use of these rollouts
+                sb.extra.setdefault("old_logps", pol.logps.detach())
             # 2. objective (token-mean losses normalise by the global token count per process)
             n_tok = float(pol.mask.sum())
             x = SourceTensors(pol.logps, pol.mask, ref_logps, sb.targets, src.beta,

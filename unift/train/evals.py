@@ -1,0 +1,63 @@
+"""Held-out evaluation inside a run (`RunConfig.eval`), written to run_dir/evals.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from unift import tasks
+from unift.config import RunConfig
+from unift.rollout.engine import make_engine
+
+
+class Evaluator:
+    """Held-out evaluation inside a run: before training, every `every_steps` steps or
+    `every_flops` FLOPs, and at the end; one row per variant label in evals.jsonl."""
+
+    def __init__(self, config: RunConfig, tokenizer, sources: list, run_dir: Path, resume_step=None):
+        ev = config.eval
+        self.spec, self.tokenizer = ev, tokenizer
+        variants = ev.variants or {"default": {}}
+        self.sets = {}
+        for label, variant in variants.items():
+            task = tasks.get(ev.task, **variant)
+            self.sets[label] = (task, task.problems(ev.n, seed=1234, split="test"))
+        engine = next((s.rollout.engine for s in sources if s.rollout is not None and s.rollout.engine), None)
+        self.engine = engine
+        self.writer = open_evals(run_dir, resume_step)
+        self.last_step = resume_step
+        self.next_flops = ev.every_flops
+
+    def due(self, step: int, flops: float) -> bool:
+        ev = self.spec
+        if ev.every_flops and flops >= self.next_flops:
+            while self.next_flops <= flops:  # one evaluation per crossed multiple of every_flops
+                self.next_flops += ev.every_flops
+            return True
+        return bool(ev.every_steps) and step % ev.every_steps == 0
+
+    def __call__(self, policy, *, step: int, flops: float) -> None:
+        if self.engine is None:
+            self.engine = make_engine("hf", policy, self.tokenizer)
+        from unift.evaluate import evaluate_policy  # noqa: PLC0415  (the eval module imports the trainer's peers)
+
+        policy.eval()
+        for label, (task, problems) in self.sets.items():
+            result = evaluate_policy(policy, self.tokenizer, task, problems, k=self.spec.k, viter=self.spec.viter,
+                                     max_new_tokens=self.spec.max_new_tokens, engine=self.engine)
+            row = {"step": step, "flops": flops, "label": label, "task": task.name,
+                   "variant": task.variant_name, **result}
+            self.writer.write(json.dumps(row) + "\n")
+            self.writer.flush()
+        self.last_step = step
+
+
+def open_evals(run_dir: Path, resume_step: int | None):
+    """evals.jsonl, truncated to the rows up to the checkpoint a resumed run starts from."""
+    path = run_dir / "evals.jsonl"
+    if resume_step is None:
+        return path.open("w", encoding="utf-8")
+    rows = [r for r in path.read_text().splitlines() if r.strip()] if path.exists() else []
+    kept = [r for r in rows if json.loads(r)["step"] <= resume_step]
+    path.write_text("".join(r + "\n" for r in kept))
+    return path.open("a", encoding="utf-8")
