@@ -41,13 +41,13 @@ def records(bench: str, n: int) -> list[dict]:
 
 def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str) -> dict:
     """unift's own step (`unift.train.step.train_step`), fed exactly as `unift train` feeds it."""
+    import variants
+
     from unift.config import ModelConfig, RunConfig, SourceConfig
     from unift.data.records import from_rows
     from unift.models import ReferencePolicy, num_parameters
     from unift.train import losses, run
     from unift.train.step import Source, encode, train_step
-
-    import variants
 
     kind, objective = ("preference", "dpo-sigmoid") if bench == "dpo" else ("demonstration", "sft")
     config = RunConfig(model=ModelConfig(name=MODEL), max_length=MAX_LENGTH, precision=precision,

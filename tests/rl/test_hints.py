@@ -3,7 +3,14 @@ import random
 
 import pytest
 
-from unift.rollout.hints import HintSpec, cosine_p, cut_points, hint_p, make_hint, sample_hint_length
+from unift.rollout.hints import (
+    HintSpec,
+    cosine_p,
+    cut_points,
+    hint_p,
+    make_hint,
+    sample_hint_length,
+)
 
 
 def test_cut_points_follow_the_rounding_rule():

@@ -24,8 +24,8 @@ def task_source(task="vowels", preset="rft", variant=None, **rollout):
 
 
 def config_with(tmp_path, sources, **kw):
-    from unift.rollout.presets import apply_preset
     from unift.config import _convert
+    from unift.rollout.presets import apply_preset
 
     config = tiny_run(tmp_path, [], **kw)
     config.sources = [_convert(apply_preset(s), SourceConfig, f"sources.{i}") for i, s in enumerate(sources)]
@@ -104,3 +104,15 @@ def test_ppo_epochs_reuse_rollouts_with_pi_old_from_their_first_use(tmp_path):
     assert rows[0]["vowels/ratio_mean"] == 1.0 and rows[0]["vowels/clip_fraction"] == 0.0
     assert rows[1]["vowels/ratio_mean"] != 1.0
     assert rows[1]["reward_mean"] == rows[0]["reward_mean"]  # the same rollouts
+
+
+def test_task_source_reads_exported_rl_records(tmp_path):
+    from unift.tasks.export import main as export
+
+    path = tmp_path / "rl.jsonl"
+    assert export(["countdown", "--variant", "easy", "--n", "8", "--kind", "rl", "--out", str(path)]) == 0
+    config = config_with(tmp_path, [{**task_source(task="countdown", preset="uft", variant={"variant": "easy"},
+                                                   num_generations=2, max_new_tokens=4), "path": str(path)}],
+                         steps=1)
+    rows = read_metrics(train(config))
+    assert rows[0]["rollout_tokens"] == 4 * 2 * 4  # batch 4 prompts x 2 samples x 4 tokens (none stop early)

@@ -48,7 +48,13 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
     raise ValueError(f"unknown schedule {schedule!r}: cosine | constant | linear")
 
 
-def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict) -> Source:
+def _resolve(path: str, config_dir: Path) -> Path:
+    """A data path as given (relative to the working directory), else relative to the config."""
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else config_dir / p
+
+
+def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict, config_dir: Path) -> Source:
     """A task source: its problem stream, and the rollout stage with a (shared) engine."""
     from unift import tasks
     from unift.rollout.engine import make_engine
@@ -61,10 +67,31 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
     spec = sc.rollout
     if spec.policy_gradient and spec.backend not in engines:
         engines[spec.backend] = make_engine(spec.backend, policy, tokenizer)
-    problems = task.problems(spec.num_problems, seed=config.seed, split="train")
+    if sc.path:  # prompt-only RL records (`unift data TASK --kind rl`): their "problem" column
+        path = _resolve(sc.path, config_dir)
+        problems = [_problem(row, f"{path}:{n}") for n, row in _jsonl_rows(path)]
+    else:
+        problems = task.problems(spec.num_problems, seed=config.seed, split="train")
     rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i)
     return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), Stream(problems, config.seed, i),
                   sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
+
+
+def _jsonl_rows(path: Path):
+    import json
+
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: invalid JSON: {err.msg}") from None
+
+
+def _problem(row, where: str) -> dict:
+    if not isinstance(row, dict) or not isinstance(row.get("problem"), dict):
+        raise ValueError(f"{where}: field 'problem' (an object) is missing; export with `unift data --kind rl`")
+    return row["problem"]
 
 
 def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None) -> list[Source]:
@@ -72,15 +99,12 @@ def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=No
     engines: dict = {}
     for i, sc in enumerate(config.sources):
         if sc.kind == "task":
-            sources.append(build_task_source(config, i, policy, tokenizer, engines))
+            sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir))
             continue
         objective = losses.get(sc.objective, sc.kind)
         if sc.path is None:
             raise ValueError(f"sources.{i}: a {sc.kind} source needs a `path` to a JSONL file")
-        path = Path(sc.path)
-        if not path.is_absolute() and not path.exists():
-            path = config_dir / path
-        records = load_jsonl(path, sc.kind)
+        records = load_jsonl(_resolve(sc.path, config_dir), sc.kind)
         sources.append(Source(sc.name or sc.kind, sc.kind, objective, Stream(records, config.seed, i),
                               sc.weight, sc.batch_size, sc.beta, dict(sc.params)))
     names = [s.name for s in sources]
