@@ -63,18 +63,19 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = patch.optimizer(params, lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    seconds, units = [], []
+    seconds, units, cpu = [], [], []
     for step in range(warmup + steps):
         chunk = recs[step * BATCH[bench]:(step + 1) * BATCH[bench]]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         micro = [[encode(source, chunk, tokenizer, MAX_LENGTH)]]  # tokenising is part of unift's step
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=patch.precision,
                              **patch.step_kwargs)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         if step >= warmup:
             seconds.append(elapsed)
+            cpu.append(cpu_s)
             units.append(len(chunk) if bench == "dpo" else metrics["tokens"])
-    return {"step_s": seconds, "units": units, "parameters": num_parameters(policy),
+    return {"step_s": seconds, "cpu_s": cpu, "units": units, "parameters": num_parameters(policy),
             "loss": metrics["loss"], "precision": patch.describe}
 
 
@@ -99,16 +100,18 @@ def run_trl(bench: str, precision: str, warmup: int, steps: int) -> dict:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     dataset = datasets.Dataset.from_list(records(bench, BATCH[bench] * (warmup + steps)))
     seconds: list[float] = []
+    cpu: list[float] = []
     units: list[int] = []
     pending = {"tokens": 0}
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
             pending["tokens"] = 0
-            self.start = time.perf_counter()
+            self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             seconds.append(time.perf_counter() - self.start)
+            cpu.append(time.process_time() - self.cpu_start)
             units.append(BATCH[bench] if bench == "dpo" else pending["tokens"])
 
     common = dict(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), per_device_train_batch_size=BATCH[bench],
@@ -131,7 +134,8 @@ def run_trl(bench: str, precision: str, warmup: int, steps: int) -> dict:
                        callbacks=[Timer()])
     trainer.train()
     autocast = trainer.accelerator.mixed_precision
-    return {"step_s": seconds[warmup:], "units": units[warmup:],
+    return {"step_s": seconds[warmup:], "cpu_s": cpu[warmup:], "units": units[warmup:],
+            "gradient_checkpointing": bool(trainer.model.is_gradient_checkpointing),
             "loss": trainer.state.log_history[-2].get("loss") if len(trainer.state.log_history) > 1 else None,
             "precision": f"fp32 weights, accelerate mixed_precision={autocast}", "trl": trl.__version__}
 
@@ -146,14 +150,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(2)
+    if args.bench == "flops":  # the matmul peak right before and after, under the same load
+        import peak
+
+        before = peak.matmul_gflops()
     if args.framework == "unift":
         out = run_unift(args.bench, args.precision, args.warmup, args.steps, args.variant)
     else:
         out = run_trl(args.bench, args.precision, args.warmup, args.steps)
     if args.bench == "flops":
-        import peak
-
-        out["peak"] = peak.matmul_gflops()
+        out["peak_before"] = before
+        out["peak_after"] = peak.matmul_gflops()
+    out["loadavg_end"] = os.getloadavg()[0]
     print("RESULT " + json.dumps(out))
 
 

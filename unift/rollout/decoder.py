@@ -1,8 +1,8 @@
 """A lean Llama-family decoder for sampling on CPU.
 
 Why not `transformers.generate`: on this 2-core CPU (SmolLM2-135M, bf16, batch 64) a decode step
-of `generate` costs ~240 ms while the model's own matrix products need ~50: the rest is cache
-objects, mask building and generic attention. This module keeps its own bf16 copy of the weights
+of `generate` costs ~240 ms while the model's matrix products need ~50: the rest is cache
+objects, mask building and generic attention. This module keeps its own copy of the weights
 (`Decoder.sync` copies them in from the training model, LoRA merged) and runs the forward pass
 with plain tensor ops:
 
@@ -11,15 +11,20 @@ with plain tensor ops:
                 x += down(silu(gate(x')) * up(x'))            # x' = rms_norm(x)
     logits = lm_head(rms_norm(x[:, -1]))                       # (B, V)
 
-Layout choices, each measured (docs/LOG.md, 2026-11-22):
-- q/k/v and gate/up are fused into one matrix each (fewer, larger products);
-- the 1/sqrt(head_dim) attention scale is folded into the q weights (or Qwen3's q-norm);
-- the KV cache is one contiguous tensor per layer, (B, kv_heads, capacity, head_dim), and attention
-  always runs over the whole capacity with an additive mask: a bf16 batched matmul over a *slice*
-  of a longer buffer is ~4x slower on CPU than over a contiguous tensor. The engine grows the
-  capacity in chunks (`KVCache.grow`);
-- attention is two batched matmuls with the kv-head groups folded into the query rows
-  (no `repeat_kv` copy); torch's scaled_dot_product_attention was ~10x slower in bf16 here.
+Layout choices (measurements in docs/LOG.md, 2026-11-22):
+- q/k/v and gate/up are fused into one matrix each; the 1/sqrt(head_dim) attention scale is
+  folded into the q weights (or into Qwen3's q-norm weight);
+- `prefill` encodes each distinct prompt once into a *prompt cache* (P, kv_heads, Lp, head_dim);
+  the G samples of a prompt share it during decoding: the prompt part of attention is one
+  (S*G x hd) @ (hd x Lp) product per prompt and kv head, so the prompt keys/values are read once
+  per prompt instead of once per sample. Decode attention is memory-bound here (the KV cache
+  does not fit in L3), so this is what matters;
+- the per-sample *completion cache* (B, kv_heads, capacity, head_dim) is one contiguous tensor
+  per layer, and attention runs over its whole capacity with an additive mask: a bf16 batched
+  matmul over a slice of a longer buffer was ~4x slower on CPU. The engine grows it in chunks;
+- attention is batched matmuls with the kv-head groups folded into the query rows (no
+  `repeat_kv` copy) and a bf16 softmax (fp32 inside the kernel); torch's
+  scaled_dot_product_attention was ~10x slower in bf16 here.
 
 Supported: LlamaForCausalLM, Qwen2ForCausalLM (q/k/v bias), Qwen3ForCausalLM (per-head q/k norm).
 `unsupported_reason(config)` says why another model is not; the engine then falls back to
@@ -36,6 +41,7 @@ from torch import Tensor
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3")
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "longrope")
+NEG_INF = float("-inf")
 
 
 def unsupported_reason(config) -> str | None:
@@ -88,50 +94,111 @@ def effective_bias(linear) -> Tensor | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The KV cache
+# Caches
 
 
 @dataclass
-class KVCache:
-    """Keys and values of every layer: k[l], v[l] (B, kv_heads, capacity, head_dim), contiguous.
-
-    `mask` (B, 1, 1, 1, capacity) is added to the attention scores: 0 where a column holds a real
-    token, -inf for left padding and for columns not written yet. `length` columns are written.
-    """
+class PromptCache:
+    """Keys/values of P distinct prompts, left-padded to Lp: k[l], v[l] (P, kv_heads, Lp, hd);
+    mask (P, Lp) additive (0 real token, -inf padding)."""
 
     k: list[Tensor]
     v: list[Tensor]
     mask: Tensor
-    length: int
+
+    @property
+    def length(self) -> int:
+        return self.mask.shape[1]
+
+    def select(self, prompts: Tensor) -> None:
+        self.k = [k.index_select(0, prompts) for k in self.k]
+        self.v = [v.index_select(0, prompts) for v in self.v]
+        self.mask = self.mask.index_select(0, prompts)
+
+
+class Slots:
+    """Where each sample row's queries sit in the per-prompt layout (P, S), S = most rows of any
+    prompt. `identity` when rows are exactly prompt-major with S rows per prompt (no gather)."""
+
+    def __init__(self, row_prompt: list[int], num_prompts: int):
+        B, P = len(row_prompt), num_prompts
+        counts = [0] * P
+        slot_of_row = []
+        for p in row_prompt:
+            slot_of_row.append((p, counts[p]))
+            counts[p] += 1
+        self.P, self.S = P, max(counts)
+        self.identity = B == P * self.S and all(
+            p == r // self.S and s == r % self.S for r, (p, s) in enumerate(slot_of_row)
+        )
+        row_slots = [p * self.S + s for p, s in slot_of_row]
+        slot_rows = [B] * (P * self.S)  # B: an all-zero padding row
+        for r, slot in enumerate(row_slots):
+            slot_rows[slot] = r
+        self.row_slots = torch.tensor(row_slots)  # (B,)
+        self.slot_rows = torch.tensor(slot_rows)  # (P * S,)
+
+    def to_slots(self, t: Tensor) -> Tensor:
+        """(B, KV, G, X) -> (P, KV, S * G, X)."""
+        B, KV, G, X = t.shape
+        if not self.identity:
+            t = torch.cat([t, t.new_zeros(1, KV, G, X)]).index_select(0, self.slot_rows)
+        return t.view(self.P, self.S, KV, G, X).transpose(1, 2).reshape(self.P, KV, self.S * G, X)
+
+    def from_slots(self, u: Tensor) -> Tensor:
+        """(P, KV, S * G, X) -> (B, KV, G, X)."""
+        P, KV, SG, X = u.shape
+        G = SG // self.S
+        t = u.view(P, KV, self.S, G, X).transpose(1, 2).reshape(P * self.S, KV, G, X)
+        return t if self.identity else t.index_select(0, self.row_slots)
+
+
+@dataclass
+class RowCache:
+    """Decoding state of B sample rows: the shared prompt cache, each row's prompt, and each row's
+    own completion keys/values k[l], v[l] (B, kv_heads, capacity, hd) of which `length` columns
+    are written. mask (B, 1, 1, Lp + capacity) is the additive mask over [prompt | completion]
+    columns, in the decoder dtype; the caller opens a column (sets it to 0) before writing it."""
+
+    prompt: PromptCache
+    row_prompt: list[int]
+    k: list[Tensor]
+    v: list[Tensor]
+    mask: Tensor
+    length: int = 0
+
+    def __post_init__(self):
+        self.slots = Slots(self.row_prompt, self.prompt.mask.shape[0])
 
     @property
     def capacity(self) -> int:
         return self.k[0].shape[2]
 
-    @property
-    def batch_size(self) -> int:
-        return self.k[0].shape[0]
-
     def grow(self, capacity: int) -> None:
-        """Reallocate with room for `capacity` columns (copying what is written)."""
+        """Reallocate the completion part with room for `capacity` columns."""
         if capacity <= self.capacity:
             return
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
-                B, H, _, hd = old.shape
-                new = old.new_empty(B, H, capacity, hd)
+                new = old.new_zeros(*old.shape[:2], capacity, old.shape[3])  # zeros: never NaN
                 new[:, :, : self.length] = old[:, :, : self.length]
-                new[:, :, self.length :].zero_()  # never NaN: masked columns still enter p @ V
                 cache[i] = new
-        mask = self.mask.new_full((*self.mask.shape[:-1], capacity), float("-inf"))
-        mask[..., : self.length] = self.mask[..., : self.length]
-        self.mask = mask
+        extra = self.mask.new_full((*self.mask.shape[:-1], capacity - self.capacity), NEG_INF)
+        self.mask = torch.cat([self.mask, extra], dim=-1)
 
-    def select(self, rows: Tensor) -> None:
-        """Keep only the batch rows `rows` (B',), in that order."""
-        self.k = [k.index_select(0, rows) for k in self.k]
-        self.v = [v.index_select(0, rows) for v in self.v]
-        self.mask = self.mask.index_select(0, rows)
+    def select(self, rows: list[int]) -> None:
+        """Keep only the sample rows `rows`, in that order (and only the prompts they use)."""
+        index = torch.tensor(rows)
+        self.k = [k.index_select(0, index) for k in self.k]
+        self.v = [v.index_select(0, index) for v in self.v]
+        self.mask = self.mask.index_select(0, index)
+        kept = [self.row_prompt[r] for r in rows]
+        used = sorted(set(kept))
+        if len(used) < self.prompt.mask.shape[0]:
+            self.prompt.select(torch.tensor(used))
+        renumber = {p: i for i, p in enumerate(used)}
+        self.row_prompt = [renumber[p] for p in kept]
+        self.slots = Slots(self.row_prompt, len(used))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +219,7 @@ class _Layer:
 
 
 class Decoder:
-    """A bf16 (or fp32) copy of a Llama-family causal LM with a cache-aware forward pass."""
+    """A bf16 (or fp32) copy of a Llama-family causal LM with cache-aware prefill and decode."""
 
     def __init__(self, model, dtype: torch.dtype = torch.bfloat16):
         config = model.config
@@ -169,8 +236,11 @@ class Decoder:
         self._rotary = base.model.rotary_emb  # reused to build cos/sin tables for any rope type
         self._cos = self._sin = None
         self.layers: list[_Layer] = []
-        empty = lambda *shape: torch.empty(*shape, dtype=dtype)  # noqa: E731
         H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
+
+        def empty(*shape):
+            return torch.empty(*shape, dtype=dtype)
+
         for layer in base.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
             inter = getattr(mlp.gate_proj, "base_layer", mlp.gate_proj).weight.shape[0]
@@ -204,10 +274,10 @@ class Decoder:
             attn, mlp = layer.self_attn, layer.mlp
             wq, wk, wv = (effective_weight(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
             q_scale = 1.0 if ours.q_norm is not None else scale  # Qwen3: scale after the q-norm
-            ours.wqkv.copy_(torch.cat([wq.float() * q_scale, wk, wv]))
+            ours.wqkv.copy_(torch.cat([wq.float() * q_scale, wk.float(), wv.float()]))
             if ours.bqkv is not None:
                 bq, bk, bv = (effective_bias(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
-                ours.bqkv.copy_(torch.cat([bq.float() * q_scale, bk, bv]))
+                ours.bqkv.copy_(torch.cat([bq.float() * q_scale, bk.float(), bv.float()]))
             ours.wo.copy_(effective_weight(attn.o_proj))
             inter = ours.wd.shape[1]
             ours.wgu[:inter].copy_(effective_weight(mlp.gate_proj))
@@ -223,75 +293,136 @@ class Decoder:
             self.lm_head.copy_(effective_weight(base.get_output_embeddings()))
         self.norm.copy_(base.model.norm.weight)
 
-    # -- rotary tables ------------------------------------------------------------------------
+    # -- pieces -------------------------------------------------------------------------------
 
     def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """cos, sin for integer `positions` (any shape) -> (*positions.shape, head_dim)."""
+        """cos, sin for integer `positions` (B, T) -> (B, T, 1, hd) each, for (B, T, heads, hd)."""
         needed = int(positions.max()) + 1
         if self._cos is None or self._cos.shape[0] < needed:
             size = max(needed, 2 * (0 if self._cos is None else self._cos.shape[0]), 1024)
             x = torch.zeros(1, dtype=torch.float32)
-            cos, sin = self._rotary(x, torch.arange(size)[None])  # (1, size, hd), fp32 like HF
+            cos, sin = self._rotary(x, torch.arange(size)[None])  # (1, size, hd) fp32, as HF
+            half = cos.shape[-1] // 2
+            sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # sign of rotate_half
             self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
-        return self._cos[positions], self._sin[positions]
+        return self._cos[positions].unsqueeze(2), self._sin[positions].unsqueeze(2)
 
-    # -- forward ------------------------------------------------------------------------------
+    def _qkv(self, layer: _Layer, x: Tensor, cos: Tensor, sin: Tensor):
+        """x (B, T, D) -> q (B, T, H, hd), k (B, T, KV, hd), v (B, T, KV, hd), q/k rotated."""
+        B, T, _ = x.shape
+        H, KV, hd = self.n_heads, self.n_kv, self.head_dim
+        h = F.rms_norm(x, (self.hidden,), layer.ln1, self.eps)
+        qkv = F.linear(h, layer.wqkv, layer.bqkv).view(B, T, H + 2 * KV, hd)
+        qk = qkv[:, :, : H + KV]
+        if layer.q_norm is not None:
+            qk = torch.cat(
+                [F.rms_norm(qk[:, :, :H], (hd,), layer.q_norm, self.eps),
+                 F.rms_norm(qk[:, :, H:], (hd,), layer.k_norm, self.eps)],
+                dim=2,
+            )
+        # rope: x * cos + rotate_half(x) * sin, the sign of rotate_half folded into `sin`
+        qk = qk * cos + qk.roll(hd // 2, dims=-1) * sin
+        return qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KV :]
 
-    def new_cache(self, batch_size: int, capacity: int) -> KVCache:
-        shape = (batch_size, self.n_kv, capacity, self.head_dim)
-        return KVCache(
-            k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
-            v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
-            mask=torch.full((batch_size, 1, 1, 1, capacity), float("-inf")),
-            length=0,
-        )
+    def _mlp_residual(self, layer: _Layer, x: Tensor, attn_out: Tensor) -> Tensor:
+        x = x + F.linear(attn_out, layer.wo)
+        h = F.rms_norm(x, (self.hidden,), layer.ln2, self.eps)
+        gate, up = F.linear(h, layer.wgu).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, layer.wd)
+
+    def logits(self, hidden: Tensor, out: Tensor | None = None) -> Tensor:
+        """Final-normed hidden (B, D) -> logits (B, V) in the decoder dtype, into `out` if given
+        (a reused buffer: fresh multi-MB allocations page-fault at ~1 ms/MB on this VM)."""
+        if out is None:
+            return F.linear(hidden, self.lm_head)
+        return torch.mm(hidden, self.lm_head.t(), out=out[: hidden.shape[0]])
+
+    # -- prefill ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def forward(self, ids: Tensor, positions: Tensor, cache: KVCache, mask: Tensor) -> Tensor:
-        """Run tokens `ids` (B, T) at rotary `positions` (B, T) after the `cache.length` cached
-        columns; write their keys/values into the cache and return the final-normed hidden state of
-        the last position (B, D). `mask` (B, 1, 1, T, capacity) is the additive attention mask;
-        the caller builds it (causal + padding for a prefill; `cache.mask`, with the new column
-        opened, for a decode step) and keeps `cache.mask` up to date."""
-        B, T = ids.shape
+    def prefill(self, ids: Tensor, valid: Tensor, max_tokens: int = 2048) -> tuple[PromptCache, Tensor]:
+        """Encode left-padded prompts ids (P, Lp) (`valid` (P, Lp) marks real tokens) into a
+        prompt cache; returns it and the final-normed hidden state at the last column (P, D).
+        At most `max_tokens` query tokens go through one forward (bounds memory)."""
+        P, Lp = ids.shape
         H, KV, hd = self.n_heads, self.n_kv, self.head_dim
-        G = H // KV  # query heads per kv head
-        start, end = cache.length, cache.length + T
-        assert end <= cache.capacity, "KV cache too small: grow() it first"
-        cos, sin = self.rope(positions)  # (B, T, hd)
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # (B, T, 1, hd)
-        half = hd // 2
-        x = F.embedding(ids, self.embed)  # (B, T, D)
-        for layer, k_cache, v_cache in zip(self.layers, cache.k, cache.v, strict=True):
-            h = F.rms_norm(x, (self.hidden,), layer.ln1, self.eps)
-            qkv = F.linear(h, layer.wqkv, layer.bqkv).view(B, T, H + 2 * KV, hd)
-            qk = qkv[:, :, : H + KV]  # (B, T, H + KV, hd)
-            if layer.q_norm is not None:
-                qk = torch.cat(
-                    [
-                        F.rms_norm(qk[:, :, :H], (hd,), layer.q_norm, self.eps),
-                        F.rms_norm(qk[:, :, H:], (hd,), layer.k_norm, self.eps),
-                    ],
-                    dim=2,
-                )
-            rotated = torch.cat([-qk[..., half:], qk[..., :half]], dim=-1)  # rotate_half
-            qk = qk * cos + rotated * sin
-            k_cache[:, :, start:end] = qk[:, :, H:].transpose(1, 2)  # (B, KV, T, hd)
-            v_cache[:, :, start:end] = qkv[:, :, H + KV :].transpose(1, 2)
-            # query rows ordered (group, position) so that one matmul serves a whole kv head
-            q = qk[:, :, :H].reshape(B, T, KV, G, hd).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, hd)
-            scores = torch.matmul(q, k_cache.transpose(-1, -2))  # (B, KV, G*T, capacity)
-            scores = scores.view(B, KV, G, T, -1).float() + mask
-            probs = torch.softmax(scores, dim=-1).to(self.dtype).view(B, KV, G * T, -1)
-            out = torch.matmul(probs, v_cache)  # (B, KV, G*T, hd)
-            out = out.view(B, KV, G, T, hd).permute(0, 3, 1, 2, 4).reshape(B, T, H * hd)
-            x = x + F.linear(out, layer.wo)
-            h = F.rms_norm(x, (self.hidden,), layer.ln2, self.eps)
-            gate, up = F.linear(h, layer.wgu).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, layer.wd)
-        cache.length = end
-        return F.rms_norm(x[:, -1], (self.hidden,), self.norm, self.eps)
+        G = H // KV
+        shape = (P, KV, Lp, hd)
+        cache = PromptCache(
+            k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            mask=torch.zeros(P, Lp).masked_fill_(~valid, NEG_INF),
+        )
+        positions = (valid.cumsum(1) - 1).clamp_(min=0)  # real tokens at 0..len-1, as HF
+        causal = torch.ones(Lp, Lp, dtype=torch.bool).tril_()
+        step = max(1, max_tokens // P)
+        for s in range(0, Lp, step):
+            e = min(Lp, s + step)
+            T = e - s
+            # query i sees real keys j <= i; a padding query sees itself only (no empty rows)
+            allowed = causal[s:e] & valid[:, None, :]  # (P, T, Lp)
+            allowed[:, torch.arange(T), torch.arange(s, e)] = True
+            mask = torch.zeros(P, 1, 1, T, Lp, dtype=self.dtype).masked_fill_(~allowed[:, None, None], NEG_INF)
+            cos, sin = self.rope(positions[:, s:e])
+            x = F.embedding(ids[:, s:e], self.embed)  # (P, T, D)
+            for layer, k_cache, v_cache in zip(self.layers, cache.k, cache.v, strict=True):
+                q, k, v = self._qkv(layer, x, cos, sin)
+                k_cache[:, :, s:e] = k.transpose(1, 2)
+                v_cache[:, :, s:e] = v.transpose(1, 2)
+                # query rows ordered (group, position): one matmul per kv head, no repeat_kv
+                q = q.reshape(P, T, KV, G, hd).permute(0, 2, 3, 1, 4).reshape(P, KV, G * T, hd)
+                scores = torch.matmul(q, k_cache.transpose(-1, -2)).view(P, KV, G, T, Lp) + mask
+                probs = torch.softmax(scores, dim=-1).view(P, KV, G * T, Lp)
+                out = torch.matmul(probs, v_cache).view(P, KV, G, T, hd)
+                out = out.permute(0, 3, 1, 2, 4).reshape(P, T, H * hd)
+                x = self._mlp_residual(layer, x, out)
+        return cache, F.rms_norm(x[:, -1], (self.hidden,), self.norm, self.eps)
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """(B, D) -> (B, V) in the decoder dtype."""
-        return F.linear(hidden, self.lm_head)
+    def new_rows(self, prompt: PromptCache, row_prompt: list[int], capacity: int) -> RowCache:
+        """Decoding state for sample rows of the prompts in `prompt` (row r continues prompt
+        row_prompt[r]) with room for `capacity` generated columns."""
+        B = len(row_prompt)
+        shape = (B, self.n_kv, capacity, self.head_dim)
+        prompt_mask = prompt.mask.index_select(0, torch.tensor(row_prompt))  # (B, Lp)
+        mask = torch.cat([prompt_mask, torch.full((B, capacity), NEG_INF)], dim=1)
+        return RowCache(
+            prompt=prompt,
+            row_prompt=list(row_prompt),
+            k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            mask=mask.to(self.dtype)[:, None, None],
+        )
+
+    # -- decode -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode(self, tokens: Tensor, positions: Tensor, rows: RowCache) -> Tensor:
+        """One step: tokens (B,) at rotary positions (B,) -> final-normed hidden (B, D).
+        Writes their keys/values at completion column `rows.length` (which the caller opened in
+        `rows.mask`) and attends over [prompt | completion columns]."""
+        B = tokens.shape[0]
+        H, KV, hd = self.n_heads, self.n_kv, self.head_dim
+        G = H // KV
+        col, Lp = rows.length, rows.prompt.length
+        assert col < rows.capacity, "completion cache full: grow() it first"
+        slots = rows.slots
+        cos, sin = self.rope(positions[:, None])
+        x = F.embedding(tokens[:, None], self.embed)  # (B, 1, D)
+        for i, layer in enumerate(self.layers):
+            q, k, v = self._qkv(layer, x, cos, sin)
+            k_rows, v_rows = rows.k[i], rows.v[i]  # (B, KV, C, hd)
+            k_rows[:, :, col] = k[:, 0]
+            v_rows[:, :, col] = v[:, 0]
+            q = q.view(B, KV, G, hd)
+            # prompt columns: one product per prompt and kv head over its S samples' queries
+            q_slots = slots.to_slots(q)  # (P, KV, S*G, hd)
+            s_prompt = slots.from_slots(torch.matmul(q_slots, rows.prompt.k[i].transpose(-1, -2)))
+            s_rows = torch.matmul(q, k_rows.transpose(-1, -2))  # (B, KV, G, C)
+            scores = torch.cat([s_prompt, s_rows], dim=-1) + rows.mask  # (B, KV, G, Lp + C)
+            probs = torch.softmax(scores, dim=-1)
+            p_prompt, p_rows = probs[..., :Lp], probs[..., Lp:]
+            out = torch.matmul(p_rows, v_rows)  # (B, KV, G, hd)
+            out += slots.from_slots(torch.matmul(slots.to_slots(p_prompt), rows.prompt.v[i]))
+            x = self._mlp_residual(layer, x, out.view(B, 1, H * hd))
+        rows.length = col + 1
+        return F.rms_norm(x[:, 0], (self.hidden,), self.norm, self.eps)

@@ -23,9 +23,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
-from unift.rollout.decoder import Decoder, KVCache, unsupported_reason
+from unift.rollout.decoder import Decoder, unsupported_reason
 from unift.rollout.engine import Rollouts, draw_seed, resolve_dtype
 from unift.rollout.sampling import StopStrings, sample
 
@@ -150,50 +149,29 @@ class HFEngine:
 
     # -- the lean decoder path ----------------------------------------------------------------
 
-    def _prefill(self, prompts: list[list[int]]) -> tuple[KVCache, Tensor, Tensor]:
-        """Encode distinct prompts once: (cache (P rows, capacity = longest prompt), last-position
-        logits (P, V), prompt lengths (P,))."""
-        dec = self.decoder
-        P = len(prompts)
-        lengths = torch.tensor([len(p) for p in prompts])
-        Lp = int(lengths.max())
-        ids = torch.full((P, Lp), self.pad_id, dtype=torch.long)
-        valid = torch.zeros(P, Lp, dtype=torch.bool)
-        for i, p in enumerate(prompts):  # left padding: every prompt ends at column Lp - 1
-            ids[i, Lp - len(p) :] = torch.tensor(p)
-            valid[i, Lp - len(p) :] = True
-        positions = (valid.cumsum(1) - 1).clamp_(min=0)  # real tokens at 0..len-1, as HF
-        causal = torch.ones(Lp, Lp, dtype=torch.bool).tril_()
-        cache = dec.new_cache(P, Lp)
-        cache.mask[:, 0, 0, 0] = torch.zeros(P, Lp).masked_fill_(~valid, float("-inf"))
-        step = max(1, self.prefill_tokens // P)
-        for s in range(0, Lp, step):
-            e = min(Lp, s + step)
-            # query i may see key j <= i that is a real token; a padding query sees itself only
-            allowed = causal[s:e] & valid[:, None, :]  # (P, T, Lp)
-            allowed[:, torch.arange(e - s), torch.arange(s, e)] = True
-            mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))[:, None, None]
-            hidden = dec.forward(ids[:, s:e], positions[:, s:e], cache, mask)
-        return cache, dec.logits(hidden), lengths
-
     @torch.inference_mode()
     def _decode(self, prompts, chunk, max_new, temperature, top_p, stops, generator, ignore_eos):
         dec = self.decoder
         t0 = time.perf_counter()
         distinct = sorted(set(chunk))
-        cache, logits, lengths = self._prefill([prompts[p] for p in distinct])
-        src = torch.tensor([distinct.index(p) for p in chunk])  # chunk row -> prefilled prompt
-        B = len(chunk)
-        total = cache.length + max_new - 1  # columns ever needed (the last token is not fed)
-        rows = dec.new_cache(B, min(total, cache.length + self.grow_chunk))
-        for new, old in ((rows.k, cache.k), (rows.v, cache.v)):
-            for n, o in zip(new, old, strict=True):
-                n[:, :, : cache.length] = o.index_select(0, src)
-        rows.mask[..., : cache.length] = cache.mask.index_select(0, src)
-        rows.length = cache.length
-        cache = rows
-        logits = logits.index_select(0, src)  # (B, V)
-        positions = lengths.index_select(0, src)  # (B,) next rotary position of each row
+        P = len(distinct)
+        Lp = max(len(prompts[p]) for p in distinct)
+        ids = torch.full((P, Lp), self.pad_id, dtype=torch.long)
+        valid = torch.zeros(P, Lp, dtype=torch.bool)
+        for i, p in enumerate(distinct):  # left padding: every prompt ends at column Lp - 1
+            ids[i, Lp - len(prompts[p]) :] = torch.tensor(prompts[p])
+            valid[i, Lp - len(prompts[p]) :] = True
+        prompt_cache, hidden = dec.prefill(ids, valid, self.prefill_tokens)
+        row_prompt = [distinct.index(p) for p in chunk]  # chunk row -> prefilled prompt
+        src = torch.tensor(row_prompt)
+        # temperature is applied to the hidden state (B x D) rather than to the logits (B x V)
+        scale = 1.0 if temperature <= 0 else 1.0 / temperature
+        B, V = len(chunk), dec.lm_head.shape[0]
+        # reused buffers: fresh multi-MB tensors page-fault at ~1 ms/MB on this VM
+        logits_buf, work = torch.empty(B, V, dtype=dec.dtype), torch.empty(B, V)
+        logits = dec.logits(hidden * scale if scale != 1.0 else hidden).index_select(0, src)
+        positions = valid.sum(1).index_select(0, src)  # (B,) next rotary position of each row
+        rows = dec.new_rows(prompt_cache, row_prompt, min(max_new - 1, self.grow_chunk))
         self.stats["prefill_s"] += time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -202,8 +180,9 @@ class HFEngine:
         logps: list[list[float]] = [[] for _ in range(B)]
         done = [False] * B
         finished = [False] * B
+        sample_temperature = 0.0 if temperature <= 0 else 1.0  # already scaled
         for t in range(max_new):
-            tok, lp = sample(logits, temperature, top_p, generator)  # (b,), (b,)
+            tok, lp = sample(logits, sample_temperature, top_p, generator, work)  # (b,), (b,)
             tok_list, lp_list = tok.tolist(), lp.tolist()
             live = []  # cache rows still generating
             for i, r in enumerate(active):
@@ -224,20 +203,21 @@ class HFEngine:
             self.stats["steps"] += 1
             if not live or t == max_new - 1:
                 break
-            must_grow = cache.length == cache.capacity
+            must_grow = rows.length == rows.capacity
             dead = len(active) - len(live)
             if dead and (must_grow or dead >= self.compact_fraction * len(active)):
+                rows.select(live)
                 keep = torch.tensor(live)
-                cache.select(keep)
                 tok, positions = tok.index_select(0, keep), positions.index_select(0, keep)
                 active = [active[i] for i in live]
                 self.stats["compactions"] += 1
             if must_grow:
-                cache.grow(min(total, cache.capacity + self.grow_chunk))
-            cache.mask[..., cache.length] = 0.0  # the new token attends to itself
-            hidden = dec.forward(tok[:, None], positions[:, None], cache, cache.mask)
+                rows.grow(min(max_new - 1, rows.capacity + self.grow_chunk))
+            if Lp + rows.length >= rows.mask.shape[-1]: print("DBG", rows.mask.shape, Lp, rows.length, rows.capacity, must_grow, t, max_new)
+            rows.mask[..., Lp + rows.length] = 0.0  # open the new column: the token sees itself
+            hidden = dec.decode(tok, positions, rows)
             positions = positions + 1
-            logits = dec.logits(hidden)
+            logits = dec.logits(hidden * scale if scale != 1.0 else hidden, out=logits_buf)
         self.stats["decode_s"] += time.perf_counter() - t0
         return tokens, logps, finished
 

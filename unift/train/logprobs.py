@@ -166,8 +166,9 @@ def token_logps(
         kl = None if ref_logprobs_full is None else scatter(_kl_to_ref(logits, ref_logprobs_full))
         return TokenLogps(scatter(picked), target_mask, None, kl)
 
+    # picked the same way as above, so that pi == pi_ref gives exactly equal log-probs
+    picked = _TargetLogp.apply(logits, targets)  # (N,)
     full = F.log_softmax(logits.float(), dim=-1)
-    picked = full.gather(-1, targets[:, None]).squeeze(-1)  # (N,)
     entropy = kl = None
     if with_entropy or ref_logprobs_full is not None:
         p = full.exp()

@@ -1,0 +1,144 @@
+"""`unift study generalization`: "SFT memorizes, RL generalizes" (Chu et al. 2025; METHODS.md
+section 5) on GeneralPoints and Navigation, with `unift compare`'s machinery and report.
+
+    unift study generalization                                  # both tasks, viter 1 and 3
+    unift study generalization --task general_points --budget 5e14 --viter 1,3,5
+    unift study generalization --task navigation --warmup 1e14  # SFT warm-up first (the paper's init)
+
+Per task: train on the ID variant (GeneralPoints rule face_is_10; Navigation absolute action
+space), test on ID and OOD (rule face_is_11_12_13; relative action space). SFT and RL (the rft
+preset) start from the same initial checkpoint and get the same training FLOPs; RL runs once per
+verification-iteration setting (`rollout.viter`). Every model is evaluated with the largest
+viter, which reports pass@1 (first attempt) and success@2..V (retries with the verifier's
+feedback), so SFT is measured with retries too.
+
+The study initialised both from an SFT checkpoint because the base model could not follow the
+answer format: `--warmup FLOPS` trains that SFT warm-up once on the ID variant and starts every
+arm from it (it is then the "init" row of the report); `--init MODEL` starts from any model or
+run directory instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from unift.compare import (
+    Arm,
+    Stage,
+    _say,
+    build_parser,
+    run_comparison,
+    settings_for,
+    split_overrides,
+    token_lengths,
+    train_stage,
+)
+
+STUDY_TASKS = ["general_points", "navigation"]
+"""Tasks of the generalization study; their ID/OOD variants are `compare.TASK_DEFAULTS`."""
+
+BUDGET = 1e15
+"""Default training FLOPs per arm."""
+
+
+def generalization_arms(viters: list[int]) -> list[Arm]:
+    """SFT once (viter does not change SFT training) and RL once per viter."""
+    arms = [Arm("sft", [Stage("sft")])]
+    for v in viters:
+        arms.append(Arm("rl" if v == 1 else f"rl-viter{v}", [Stage("rft", source={"rollout": {"viter": v}})]))
+    return arms
+
+
+def warmup(s, out: Path, flops: float, overrides: list[str]) -> str:
+    """Train the shared SFT warm-up (no evaluation) and return its run directory."""
+    from unift import models, tasks
+
+    model, tokenizer = models.load(s.model)
+    n_params = models.num_parameters(model)
+    del model
+    lengths = token_lengths(tokenizer, tasks.get(s.task, **s.variant), seed=s.seed)
+    stage = Stage("sft")
+    run_dir = out / "init-sft"
+    warm = dataclasses.replace(s, budget=flops)
+    train_stage(warm, stage, s.model, run_dir, out / "configs" / "init-sft.yaml", [*overrides, "eval.task=null"],
+                n_params, lengths, head="[bold]warm-up[/] (sft)")
+    return str(run_dir)
+
+
+def build_study_parser() -> argparse.ArgumentParser:
+    p = build_parser("unift study generalization")
+    p.description = ("SFT vs RL at equal compute, trained on the ID variant and tested on ID and OOD "
+                     "(METHODS.md section 5), with and without verification iterations.")
+    p.epilog = ("examples:\n  unift study generalization\n"
+                "  unift study generalization --task general_points --budget 5e14 --viter 1,3,5\n"
+                "  unift study generalization --task navigation --warmup 1e14")
+    for action in p._actions:  # --task takes "both" here; --algos is set by the study
+        if action.dest == "task":
+            action.help = "general_points | navigation | both (default both)"
+        if action.dest == "algos":
+            action.help = argparse.SUPPRESS
+    p.add_argument("--viter", default="1,3", help="comma-separated verification iterations of RL (default 1,3)")
+    p.add_argument("--warmup", type=float, default=0.0, help="FLOPs of a shared SFT warm-up before both (0: none)")
+    p.add_argument("--init", help="initial model of every arm (default: --model)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "generalization":
+        print("usage: unift study generalization [--task general_points|navigation|both] [--budget FLOPS] "
+              "[--viter 1,3] [--warmup FLOPS] [--out DIR] [--set key=value ...]\n"
+              "(`unift study generalization --help` lists every option)", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    args = build_study_parser().parse_args(argv[1:])
+    names = STUDY_TASKS if args.task in (None, "both") else [args.task]
+    try:
+        if args.variant or args.ood:
+            raise ValueError("the study fixes the ID/OOD variants; change them with --set variant=... / ood=...")
+        viters = sorted({int(v) for v in args.viter.split(",") if v.strip()})
+        if not viters or viters[0] < 1:
+            raise ValueError("--viter: positive integers, e.g. 1,3")
+        mine, overrides = split_overrides(args.sets)
+        reports = []
+        for task in names:
+            values = {"budget": args.budget or BUDGET, "eval_viter": max(viters), **mine}
+            for key in ("model", "evals"):
+                if getattr(args, key) is not None:
+                    values[key] = getattr(args, key)
+            if args.init:
+                values["model"] = args.init
+            s = settings_for(task, **values)
+            out = Path(args.out or "runs/study-generalization") / task
+            notes, extra = [], {}
+            if args.warmup:
+                extra["base_label"] = "init (SFT warm-up)"
+                s.model = warmup(s, out, args.warmup, overrides)
+                notes.append(f"Every arm starts from a shared SFT warm-up of {args.warmup:.3g} FLOPs on the ID "
+                             "variant (the 'init' row and dotted lines are that checkpoint).")
+            arms = generalization_arms(viters)
+            v = s.variant.get("variant", s.variant)
+            title = (f"SFT memorizes, RL generalizes? {task}: trained on '{v}', tested on ID and OOD "
+                     f"({', '.join(s.ood)}) at {s.budget:.3g} FLOPs")
+            notes.append("SFT trains on reference solutions; RL (GRPO, the rft preset) on its own rollouts, "
+                         f"with {', '.join(map(str, viters))} graded attempt(s) per prompt. Every model is "
+                         f"evaluated with up to {max(viters)} attempts (success@{max(viters)}).")
+            reports.append(run_comparison(s, arms, out, overrides, title=title,
+                                          command="unift study " + " ".join(argv),
+                                          report={"figures": ["accuracy", "reward"], "notes": notes,
+                                                  "reference": None, **extra}))
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"unift study: error: {err}", file=sys.stderr)
+        return 2
+    from unift.report import summary_markdown
+
+    for report in reports:
+        print(f"\n{report.parent.name}:\n{summary_markdown(report.parent)}")
+    for report in reports:
+        _say(f"report: [bold]{report}[/]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
