@@ -1,13 +1,20 @@
 """Rollout speed: unift's "hf" engine (lean bf16 decoder) vs transformers `generate` on a bf16
 copy, side by side in the same run (this machine is shared and noisy: compare ratios).
 
-    .venv/bin/python bench/rollout_speed.py                        # 16x4x64 and GRPO 4x4x64
+    .venv/bin/python bench/rollout_speed.py                     # 16x4x64 and the GRPO 4x4x64
+    .venv/bin/python bench/rollout_speed.py --threads 1 --ablations --no-hf --no-grpo
     .venv/bin/python bench/rollout_speed.py --prompts 16 --samples 4 --new-tokens 256 --no-grpo
 
-Every generation is forced to max_new_tokens (EOS ignored) so both do equal work; new tokens/s
+Every generation is forced to max_new_tokens (EOS ignored) so all do equal work; new tokens/s
 counts the whole call (prefill + decode + sampling). Each setting runs `--repeats` times per
-engine, interleaved; the median is reported, with the process CPU time (less sensitive to other
-processes taking the cores than wall time).
+engine, interleaved; the median is reported, with the process CPU time (less sensitive than wall
+time to other processes taking the cores).
+
+--ablations adds variants of the engine, one lever changed each:
+    fp32            weights and KV cache in fp32 instead of bf16
+    no-sharing      each sample prefilled and attended as its own prompt (prompt repeated G times,
+                    num_samples=1): no shared prefill, no shared prompt keys/values
+    grow-16         KV cache grown 16 columns at a time instead of 128 (more copies, less waste)
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from unift.rollout import make_engine
 
 
 def countdown_prompts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
-    """Countdown-style chat prompts (~100 tokens), as the RL tasks use."""
+    """Countdown-style chat prompts (~120 tokens), as the RL tasks use."""
     rng = random.Random(seed)
     prompts = []
     for _ in range(n):
@@ -43,6 +50,30 @@ def countdown_prompts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
     return prompts
 
 
+def build_runners(model, tokenizer, args):
+    """name -> (engine, run(prompts, G, T, seed) -> Rollouts)."""
+    common = dict(temperature=args.temperature, top_p=args.top_p, ignore_eos=True)
+
+    def plain(engine):
+        return lambda prompts, G, T, seed: engine.generate(prompts, G, T, seed=seed, **common)
+
+    def unshared(engine):  # every sample its own prompt: nothing shared between the G samples
+        return lambda prompts, G, T, seed: engine.generate(
+            [p for p in prompts for _ in range(G)], 1, T, seed=seed, **common)
+
+    ours = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk)
+    runners = {"unift": (ours, plain(ours))}
+    if args.ablations:
+        fp32 = make_engine("hf", model, tokenizer, dtype="float32", grow_chunk=args.grow_chunk)
+        grow16 = make_engine("hf", model, tokenizer, grow_chunk=16)
+        runners.update({"fp32": (fp32, plain(fp32)), "no-sharing": (ours, unshared(ours)),
+                        "grow-16": (grow16, plain(grow16))})
+    if args.hf:
+        hf = make_engine("hf", model, tokenizer, impl="generate")
+        runners["hf-generate"] = (hf, plain(hf))
+    return runners
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -56,6 +87,7 @@ def main() -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--hf", action=argparse.BooleanOptionalAction, default=True,
                         help="run the transformers.generate baseline too")
+    parser.add_argument("--ablations", action="store_true", help="add one-lever variants (see above)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--grow-chunk", type=int, default=128, help="KV-cache growth step")
     args = parser.parse_args()
@@ -65,16 +97,14 @@ def main() -> None:
     model, tokenizer = load(args.model)  # fp32, as the trainer holds it
     model.eval()
     t0 = time.perf_counter()
-    ours = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk)
+    runners = build_runners(model, tokenizer, args)
     t_build = time.perf_counter() - t0
+    ours = runners["unift"][0]
     t0 = time.perf_counter()
     ours.sync(model)
     t_sync = time.perf_counter() - t0
-    engines = {"unift": ours}
-    if args.hf:
-        engines["hf-generate"] = make_engine("hf", model, tokenizer, impl="generate")
-    print(f"model {args.model}  threads {torch.get_num_threads()}  engine build {t_build:.2f}s  "
-          f"sync {t_sync:.3f}s")
+    print(f"model {args.model}  threads {torch.get_num_threads()}  engines built in {t_build:.2f}s  "
+          f"sync (fp32 -> bf16 copy) {t_sync:.3f}s")
 
     settings = [(args.prompts, args.samples, args.new_tokens)]
     if args.grpo:
@@ -82,32 +112,32 @@ def main() -> None:
     for P, G, T in settings:
         prompts = countdown_prompts(tokenizer, P)
         plen = statistics.mean(len(p) for p in prompts)
-        for engine in engines.values():  # warm-up (allocator, lazy tables)
-            engine.generate(prompts[:1], 1, 4, temperature=args.temperature, seed=0)
-        results = {name: [] for name in engines}
-        cpu = {name: [] for name in engines}
+        for _, run in runners.values():  # warm-up (allocator, rope tables)
+            run(prompts[:1], 1, 4, 0)
+        wall = {name: [] for name in runners}
+        cpu = {name: [] for name in runners}
         stats = []
         for rep in range(args.repeats):
-            for name, engine in engines.items():
+            for name, (engine, run) in runners.items():
                 c0 = time.process_time()
-                r = engine.generate(prompts, G, T, temperature=args.temperature, top_p=args.top_p,
-                                    seed=rep, ignore_eos=True)
+                r = run(prompts, G, T, rep)
                 cpu[name].append(time.process_time() - c0)
+                wall[name].append(r.seconds)
                 assert r.num_generated_tokens == P * G * T
-                results[name].append(r.seconds)
                 if name == "unift":
-                    stats.append(dict(ours.stats))
+                    stats.append(dict(engine.stats))
         print(f"\n{P} prompts x {G} samples x {T} new tokens (batch {P * G}, prompt ~{plen:.0f} "
               f"tokens), {args.repeats} repeats, median:")
-        for name, secs in results.items():
-            s, c = statistics.median(secs), statistics.median(cpu[name])
-            print(f"  {name:12s} {s:7.2f} s  {P * G * T / s:7.0f} new tokens/s   cpu {c:6.2f} s "
-                  f"({P * G * T / c:5.0f} tokens/cpu-s)   runs: {', '.join(f'{x:.2f}' for x in secs)}")
-        st = stats[sorted(range(len(stats)), key=lambda i: results["unift"][i])[len(stats) // 2]]
+        for name in runners:
+            s, c = statistics.median(wall[name]), statistics.median(cpu[name])
+            print(f"  {name:12s} {s:7.2f} s {P * G * T / s:6.0f} new tokens/s   cpu {c:6.2f} s "
+                  f"({P * G * T / c:5.0f} tokens/cpu-s)   runs: {', '.join(f'{x:.2f}' for x in wall[name])}")
+        median_run = sorted(range(len(stats)), key=lambda i: wall["unift"][i])[len(stats) // 2]
+        st = stats[median_run]
         print(f"  unift split: prefill {st['prefill_s']:.2f}s, decode {st['decode_s']:.2f}s "
               f"({st['decode_s'] / max(st['steps'], 1) * 1e3:.0f} ms/step)")
-        if "hf-generate" in results:
-            ratio = statistics.median(results["hf-generate"]) / statistics.median(results["unift"])
+        if "hf-generate" in wall:
+            ratio = statistics.median(wall["hf-generate"]) / statistics.median(wall["unift"])
             ratio_cpu = statistics.median(cpu["hf-generate"]) / statistics.median(cpu["unift"])
             print(f"  speed-up vs transformers.generate: {ratio:.1f}x wall, {ratio_cpu:.1f}x cpu")
 

@@ -277,7 +277,6 @@ def estimate_steps(budget: float, per_step: float) -> int:
 
 def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path) -> dict:
     """The YAML data of one run (before overrides and the steps estimate)."""
-    from unift.config import EvalConfig
     from unift.rollout.presets import merge
 
     source = {
@@ -305,9 +304,9 @@ def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path) -> dict:
         "viter": s.eval_viter,
         "max_new_tokens": s.eval_max_new_tokens or s.max_new_tokens,
         "every_flops": s.budget / max(1, s.evals),
+        "at_start": False,  # the base model is evaluated once, by `evaluate_base`
+        "stop_strings": list(s.stop_strings),
     }
-    if "at_start" in {f.name for f in dataclasses.fields(EvalConfig)}:
-        evaluation["at_start"] = False  # the base model is evaluated once, by `evaluate_base`
     return {
         "model": {"name": init},
         "sources": [merge(source, stage.source)],
@@ -332,7 +331,8 @@ def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: 
     path.write_text(yaml.safe_dump(raw_config(s, stage, init, run_dir), sort_keys=False))
     config = load_config(path, overrides)
     per_step = flops_per_step(config, n_params, lengths, s.rollout_fill)
-    config.steps = estimate_steps(config.max_flops, per_step)
+    if not any(o.partition("=")[0] == "steps" for o in overrides):  # `--set steps=N` wins
+        config.steps = estimate_steps(config.max_flops, per_step)
     dump_config(config, path)
     return config, per_step
 
@@ -471,7 +471,8 @@ def _last_eval_line(run_dir: Path) -> str:
 # -- CLI ----------------------------------------------------------------------------------------
 
 
-def build_parser(prog: str = "unift compare", defaults: Settings = DEFAULTS) -> argparse.ArgumentParser:
+def build_parser(prog: str = "unift compare", defaults: Settings = DEFAULTS,
+                 out: str = "runs/compare-TASK") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Train several algorithms at the same compute budget, evaluate them on ID and OOD "
@@ -490,7 +491,7 @@ def build_parser(prog: str = "unift compare", defaults: Settings = DEFAULTS) -> 
                    help="training / ID variant (named variant or parameter; repeatable)")
     p.add_argument("--ood", help="comma-separated named OOD variants (default: the task's defaults)")
     p.add_argument("--evals", type=int, help=f"evaluations per run (default {defaults.evals})")
-    p.add_argument("--out", help="comparison directory (default runs/compare-TASK)")
+    p.add_argument("--out", help=f"comparison directory (default {out})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="a Settings field (lr=1e-5, eval_n=128, ...) or a dotted RunConfig key "
                    "(optim.warmup_steps=2, sources.0.rollout.top_p=0.95); repeatable")
@@ -526,13 +527,20 @@ def _finish(report: Path) -> None:
     _say(f"\nreport: [bold]{report}[/]")
 
 
+def _report_only(compare_dir: Path) -> int:
+    from unift.report import build_report
+
+    if not (compare_dir / "compare.json").exists():
+        print(f"unift compare: error: {compare_dir} has no compare.json", file=sys.stderr)
+        return 2
+    _finish(build_report(compare_dir))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.report_only:
-        from unift.report import build_report
-
-        _finish(build_report(Path(args.report_only)))
-        return 0
+        return _report_only(Path(args.report_only))
     try:
         s, overrides = settings_from_args(args)
         arms = arms_for(s.algos)
@@ -555,14 +563,17 @@ QUICKSTART: dict[str, Any] = {
 }
 """The quickstart's changes to `DEFAULTS`: SFT, RFT and UFT on easy Countdown with the embedded
 model, sized to finish in about ten minutes on a 2-core CPU."""
+QUICKSTART_OUT = "runs/quickstart-compare"
 
 
 def quickstart(argv: list[str]) -> int:
     """`unift quickstart [compare flags]`: a small comparison on the embedded model."""
-    args = build_parser("unift quickstart", settings_for(**QUICKSTART)).parse_args(argv)
+    args = build_parser("unift quickstart", settings_for(**QUICKSTART), QUICKSTART_OUT).parse_args(argv)
+    if args.report_only:
+        return _report_only(Path(args.report_only))
     try:
         s, overrides = settings_from_args(args, QUICKSTART)
-        out = Path(args.out or "runs/quickstart-compare")
+        out = Path(args.out or QUICKSTART_OUT)
         _say(f"[bold]unift quickstart[/]: {', '.join(s.algos)} on {s.task} ({s.variant}) with {s.model}, "
              f"{s.budget:.3g} training FLOPs each; results in {out}")
         report = run_comparison(s, arms_for(s.algos), out, overrides,

@@ -101,6 +101,10 @@ class EvalConfig:
     """Evaluate every N steps (0: not by steps)."""
     every_flops: float = 0.0
     """Evaluate whenever training FLOPs cross a multiple of this (0: not by FLOPs)."""
+    at_start: bool = True
+    """Also evaluate the initial model before the first step."""
+    stop_strings: list[str] = field(default_factory=list)
+    """Stop a completion after any of these strings (as the task source's rollouts do)."""
 
 
 @dataclass

@@ -137,13 +137,14 @@ def test_chunking_compaction_and_growth_do_not_change_greedy_outputs(tiny, promp
     reference = make_engine("hf", model, tokenizer, dtype="float32", compact_fraction=2.0, grow_chunk=64)
     expected = reference.generate(prompts, 2, 12, temperature=0)
     assert len({len(c) for c in expected.completion_ids}) > 1
-    for kw in (dict(compact_fraction=0.1, grow_chunk=3), dict(max_batch_size=4, grow_chunk=5)):
+    for kw in (dict(compact_fraction=0.1, grow_chunk=3), dict(max_batch_size=3, grow_chunk=5)):
         engine = make_engine("hf", model, tokenizer, dtype="float32", **kw)
         r = engine.generate(prompts, 2, 12, temperature=0)
         assert r.completion_ids == expected.completion_ids
         assert r.finished == expected.finished
         torch.testing.assert_close(torch.tensor(sum(r.logprobs, [])), torch.tensor(sum(expected.logprobs, [])))
-    assert engine.stats["compactions"] >= 1 or kw["max_batch_size"] == 4
+        if "compact_fraction" in kw:
+            assert engine.stats["compactions"] >= 2  # rows really left the batch
 
 
 def test_sync_picks_up_new_weights_and_lora(tiny, prompts):

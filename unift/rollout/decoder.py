@@ -176,14 +176,15 @@ class RowCache:
 
     def grow(self, capacity: int) -> None:
         """Reallocate the completion part with room for `capacity` columns."""
-        if capacity <= self.capacity:
+        old_capacity = self.capacity
+        if capacity <= old_capacity:
             return
         for cache in (self.k, self.v):
             for i, old in enumerate(cache):
                 new = old.new_zeros(*old.shape[:2], capacity, old.shape[3])  # zeros: never NaN
                 new[:, :, : self.length] = old[:, :, : self.length]
                 cache[i] = new
-        extra = self.mask.new_full((*self.mask.shape[:-1], capacity - self.capacity), NEG_INF)
+        extra = self.mask.new_full((*self.mask.shape[:-1], capacity - old_capacity), NEG_INF)
         self.mask = torch.cat([self.mask, extra], dim=-1)
 
     def select(self, rows: list[int]) -> None:

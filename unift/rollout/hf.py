@@ -51,17 +51,21 @@ class HFEngine:
         grow_chunk: int = 128,
         compact_fraction: float = 0.25,
         prefill_tokens: int = 2048,
+        threads: int | None = None,
     ):
         """impl: "decoder" (lean Llama/Qwen decoder), "generate" (transformers), "auto" (decoder
         when supported). grow_chunk: KV-cache columns added at a time. compact_fraction: drop
         finished rows once they are this share of the batch. prefill_tokens: query tokens per
-        prefill forward (bounds its memory)."""
+        prefill forward (bounds its memory). threads: torch threads while generating (restored
+        afterwards; None: unchanged). On a shared, busy 2-core machine 1 thread was far faster
+        than 2 for decoding (its many small ops wait on descheduled OpenMP threads)."""
         self.tokenizer = tokenizer
         self.dtype = resolve_dtype(dtype)
         self.max_batch_size = max_batch_size
         self.grow_chunk = grow_chunk
         self.compact_fraction = compact_fraction
         self.prefill_tokens = prefill_tokens
+        self.threads = threads
         reason = unsupported_reason(model.config)
         if impl == "auto":
             impl = "decoder" if reason is None else "generate"
@@ -109,6 +113,18 @@ class HFEngine:
         ignore_eos: bool = False,
     ) -> Rollouts:
         """See `engine.Engine.generate`. ignore_eos: never stop at EOS (benchmarks: equal work)."""
+        threads = torch.get_num_threads()
+        if self.threads and self.threads != threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._generate(prompts, num_samples, max_new_tokens, temperature, top_p,
+                                  stop_strings, seed, ignore_eos)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    def _generate(self, prompts, num_samples, max_new_tokens, temperature, top_p, stop_strings,
+                  seed, ignore_eos) -> Rollouts:
         start = time.perf_counter()
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
@@ -213,7 +229,6 @@ class HFEngine:
                 self.stats["compactions"] += 1
             if must_grow:
                 rows.grow(min(max_new - 1, rows.capacity + self.grow_chunk))
-            if Lp + rows.length >= rows.mask.shape[-1]: print("DBG", rows.mask.shape, Lp, rows.length, rows.capacity, must_grow, t, max_new)
             rows.mask[..., Lp + rows.length] = 0.0  # open the new column: the token sees itself
             hidden = dec.decode(tok, positions, rows)
             positions = positions + 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from unift import tasks
 from unift.config import RunConfig
+from unift.evaluate import eval_problems, evaluate_policy
 from unift.rollout.engine import make_engine
 
 
@@ -21,7 +22,7 @@ class Evaluator:
         self.sets = {}
         for label, variant in variants.items():
             task = tasks.get(ev.task, **variant)
-            self.sets[label] = (task, task.problems(ev.n, seed=1234, split="test"))
+            self.sets[label] = (task, eval_problems(task, ev.n))
         engine = next((s.rollout.engine for s in sources if s.rollout is not None and s.rollout.engine), None)
         self.engine = engine
         self.writer = open_evals(run_dir, resume_step)
@@ -39,12 +40,11 @@ class Evaluator:
     def __call__(self, policy, *, step: int, flops: float) -> None:
         if self.engine is None:
             self.engine = make_engine("hf", policy, self.tokenizer)
-        from unift.evaluate import evaluate_policy  # noqa: PLC0415  (the eval module imports the trainer's peers)
-
         policy.eval()
         for label, (task, problems) in self.sets.items():
             result = evaluate_policy(policy, self.tokenizer, task, problems, k=self.spec.k, viter=self.spec.viter,
-                                     max_new_tokens=self.spec.max_new_tokens, engine=self.engine)
+                                     max_new_tokens=self.spec.max_new_tokens, engine=self.engine,
+                                     stop_strings=self.spec.stop_strings)
             row = {"step": step, "flops": flops, "label": label, "task": task.name,
                    "variant": task.variant_name, **result}
             self.writer.write(json.dumps(row) + "\n")

@@ -167,7 +167,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
     evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None) \
         if dist.main and config.eval.task else None
-    if evaluator and not ckpt:
+    if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
     last: dict = {}
     for step in range(start, config.steps):
