@@ -113,8 +113,12 @@ def train_step(
             if "ref_logps" in sb.extra:  # a reused batch of rollouts (PPO epochs)
                 ref_logps, ref_full = sb.extra["ref_logps"], sb.extra["ref_full"]
             elif src.objective.needs_ref or diagnostics_ref:
+                # the exact KL diagnostic needs pi_ref's (N, V) log-softmax: offline sources only
+                # (task sources log the k3 estimate of their objective, at no memory cost)
+                exact_kl = src.kind != "task"
                 with torch.no_grad(), reference.model() as ref_model, autocast(precision):
-                    ref, ref_full = token_logps(ref_model, batch, return_full=True)
+                    ref = token_logps(ref_model, batch, return_full=exact_kl)
+                ref, ref_full = ref if exact_kl else (ref, None)
                 ref_logps = ref.logps
                 if src.kind == "task":
                     sb.extra.update(ref_logps=ref_logps, ref_full=ref_full)
