@@ -38,12 +38,18 @@ def countdown_prompts(tokenizer, n: int, seed: int = 0) -> list[list[int]]:
         nums = [rng.randint(1, 30) for _ in range(3)]
         target = rng.randint(10, 100)
         messages = [
-            {"role": "system", "content": "You are a helpful assistant. You first think about the "
-             "reasoning process and then give the user the answer."},
-            {"role": "user", "content": f"Using the numbers {nums}, create an equation that equals "
-             f"{target}. You can use basic arithmetic operations (+, -, *, /) and each number can "
-             "only be used once. Show your work in <think> </think> tags, then give the final "
-             "equation in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>."},
+            {
+                "role": "system",
+                "content": "You are a helpful assistant. You first think about the "
+                "reasoning process and then give the user the answer.",
+            },
+            {
+                "role": "user",
+                "content": f"Using the numbers {nums}, create an equation that equals "
+                f"{target}. You can use basic arithmetic operations (+, -, *, /) and each number can "
+                "only be used once. Show your work in <think> </think> tags, then give the final "
+                "equation in <answer> </answer> tags, for example <answer> (1 + 2) / 3 </answer>.",
+            },
         ]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         prompts.append(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -59,15 +65,21 @@ def build_runners(model, tokenizer, args):
 
     def unshared(engine):  # every sample its own prompt: nothing shared between the G samples
         return lambda prompts, G, T, seed: engine.generate(
-            [p for p in prompts for _ in range(G)], 1, T, seed=seed, **common)
+            [p for p in prompts for _ in range(G)], 1, T, seed=seed, **common
+        )
 
     ours = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk)
     runners = {"unift": (ours, plain(ours))}
     if args.ablations:
         fp32 = make_engine("hf", model, tokenizer, dtype="float32", grow_chunk=args.grow_chunk)
         grow16 = make_engine("hf", model, tokenizer, grow_chunk=16)
-        runners.update({"fp32": (fp32, plain(fp32)), "no-sharing": (ours, unshared(ours)),
-                        "grow-16": (grow16, plain(grow16))})
+        runners.update(
+            {
+                "fp32": (fp32, plain(fp32)),
+                "no-sharing": (ours, unshared(ours)),
+                "grow-16": (grow16, plain(grow16)),
+            }
+        )
     if args.hf:
         hf = make_engine("hf", model, tokenizer, impl="generate")
         runners["hf-generate"] = (hf, plain(hf))
@@ -75,19 +87,31 @@ def build_runners(model, tokenizer, args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4, help="completions per prompt (G)")
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--grpo", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run the GRPO-step setting: 4 prompts x 4 samples x 64 tokens")
+    parser.add_argument(
+        "--grpo",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the GRPO-step setting: 4 prompts x 4 samples x 64 tokens",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--hf", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the transformers.generate baseline too")
-    parser.add_argument("--ablations", action="store_true", help="add one-lever variants (see above)")
+    parser.add_argument(
+        "--hf",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the transformers.generate baseline too",
+    )
+    parser.add_argument(
+        "--ablations", action="store_true", help="add one-lever variants (see above)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--grow-chunk", type=int, default=128, help="KV-cache growth step")
     args = parser.parse_args()
@@ -103,8 +127,10 @@ def main() -> None:
     t0 = time.perf_counter()
     ours.sync(model)
     t_sync = time.perf_counter() - t0
-    print(f"model {args.model}  threads {torch.get_num_threads()}  engines built in {t_build:.2f}s  "
-          f"sync (fp32 -> bf16 copy) {t_sync:.3f}s")
+    print(
+        f"model {args.model}  threads {torch.get_num_threads()}  engines built in {t_build:.2f}s  "
+        f"sync (fp32 -> bf16 copy) {t_sync:.3f}s"
+    )
 
     settings = [(args.prompts, args.samples, args.new_tokens)]
     if args.grpo:
@@ -126,16 +152,22 @@ def main() -> None:
                 assert r.num_generated_tokens == P * G * T
                 if name == "unift":
                     stats.append(dict(engine.stats))
-        print(f"\n{P} prompts x {G} samples x {T} new tokens (batch {P * G}, prompt ~{plen:.0f} "
-              f"tokens), {args.repeats} repeats, median:")
+        print(
+            f"\n{P} prompts x {G} samples x {T} new tokens (batch {P * G}, prompt ~{plen:.0f} "
+            f"tokens), {args.repeats} repeats, median:"
+        )
         for name in runners:
             s, c = statistics.median(wall[name]), statistics.median(cpu[name])
-            print(f"  {name:12s} {s:7.2f} s {P * G * T / s:6.0f} new tokens/s   cpu {c:6.2f} s "
-                  f"({P * G * T / c:5.0f} tokens/cpu-s)   runs: {', '.join(f'{x:.2f}' for x in wall[name])}")
+            print(
+                f"  {name:12s} {s:7.2f} s {P * G * T / s:6.0f} new tokens/s   cpu {c:6.2f} s "
+                f"({P * G * T / c:5.0f} tokens/cpu-s)   runs: {', '.join(f'{x:.2f}' for x in wall[name])}"
+            )
         median_run = sorted(range(len(stats)), key=lambda i: wall["unift"][i])[len(stats) // 2]
         st = stats[median_run]
-        print(f"  unift split: prefill {st['prefill_s']:.2f}s, decode {st['decode_s']:.2f}s "
-              f"({st['decode_s'] / max(st['steps'], 1) * 1e3:.0f} ms/step)")
+        print(
+            f"  unift split: prefill {st['prefill_s']:.2f}s, decode {st['decode_s']:.2f}s "
+            f"({st['decode_s'] / max(st['steps'], 1) * 1e3:.0f} ms/step)"
+        )
         if "hf-generate" in wall:
             ratio = statistics.median(wall["hf-generate"]) / statistics.median(wall["unift"])
             ratio_cpu = statistics.median(cpu["hf-generate"]) / statistics.median(cpu["unift"])

@@ -20,7 +20,9 @@ def test_inverse_cdf_matches_weights_across_blocks_and_padding():
     tokens = inverse_cdf(weights.expand(40_000, 300).contiguous() * 7.0, g)  # unnormalised is fine
     freq = frequencies(tokens, 300)
     assert set(tokens.unique().tolist()) <= {3, 255, 256, 299}  # never a zero-weight token
-    assert torch.allclose(freq[[3, 255, 256, 299]], torch.tensor([0.4, 0.3, 0.2, 0.1]).double(), atol=0.01)
+    assert torch.allclose(
+        freq[[3, 255, 256, 299]], torch.tensor([0.4, 0.3, 0.2, 0.1]).double(), atol=0.01
+    )
 
 
 def test_sample_logprob_is_log_softmax_of_tempered_logits():

@@ -248,7 +248,9 @@ class Decoder:
             self.layers.append(
                 _Layer(
                     wqkv=empty((H + 2 * KV) * hd, D),
-                    bqkv=empty((H + 2 * KV) * hd) if effective_bias(attn.q_proj) is not None else None,
+                    bqkv=empty((H + 2 * KV) * hd)
+                    if effective_bias(attn.q_proj) is not None
+                    else None,
                     wo=empty(D, H * hd),
                     wgu=empty(2 * inter, D),
                     wd=empty(D, inter),
@@ -317,8 +319,10 @@ class Decoder:
         qk = qkv[:, :, : H + KV]
         if layer.q_norm is not None:
             qk = torch.cat(
-                [F.rms_norm(qk[:, :, :H], (hd,), layer.q_norm, self.eps),
-                 F.rms_norm(qk[:, :, H:], (hd,), layer.k_norm, self.eps)],
+                [
+                    F.rms_norm(qk[:, :, :H], (hd,), layer.q_norm, self.eps),
+                    F.rms_norm(qk[:, :, H:], (hd,), layer.k_norm, self.eps),
+                ],
                 dim=2,
             )
         # rope: x * cos + rotate_half(x) * sin, the sign of rotate_half folded into `sin`
@@ -341,7 +345,9 @@ class Decoder:
     # -- prefill ------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prefill(self, ids: Tensor, valid: Tensor, max_tokens: int = 2048) -> tuple[PromptCache, Tensor]:
+    def prefill(
+        self, ids: Tensor, valid: Tensor, max_tokens: int = 2048
+    ) -> tuple[PromptCache, Tensor]:
         """Encode left-padded prompts ids (P, Lp) (`valid` (P, Lp) marks real tokens) into a
         prompt cache; returns it and the final-normed hidden state at the last column (P, D).
         At most `max_tokens` query tokens go through one forward (bounds memory)."""
@@ -363,7 +369,9 @@ class Decoder:
             # query i sees real keys j <= i; a padding query sees itself only (no empty rows)
             allowed = causal[s:e] & valid[:, None, :]  # (P, T, Lp)
             allowed[:, torch.arange(T), torch.arange(s, e)] = True
-            mask = torch.zeros(P, 1, 1, T, Lp, dtype=self.dtype).masked_fill_(~allowed[:, None, None], NEG_INF)
+            mask = torch.zeros(P, 1, 1, T, Lp, dtype=self.dtype).masked_fill_(
+                ~allowed[:, None, None], NEG_INF
+            )
             cos, sin = self.rope(positions[:, s:e])
             x = F.embedding(ids[:, s:e], self.embed)  # (P, T, D)
             for layer, k_cache, v_cache in zip(self.layers, cache.k, cache.v, strict=True):

@@ -2,17 +2,17 @@
 
 One `generate` call, per chunk of at most `max_batch_size` samples:
 
-1. prefill: each distinct prompt is encoded once (left-padded batch) into a KV cache, which is
-   then copied to its G sample rows -- the prompt is never re-encoded G times;
-2. decode: one token per step for every live row, the KV cache preallocated and grown in chunks
-   (`grow_chunk` columns) so attention is always over a contiguous tensor;
+1. prefill: each distinct prompt is encoded once (left-padded batch) into a prompt KV cache that
+   its G sample rows share while decoding -- the prompt is never re-encoded or copied G times;
+2. decode: one token per step for every live row, the per-row KV cache preallocated and grown
+   in chunks (`grow_chunk` columns) so attention is always over contiguous tensors;
 3. sampling in fp32 with an explicit seeded `torch.Generator` (`sampling.sample`); EOS and stop
    strings (`sampling.StopStrings`, checked incrementally) finish a row;
 4. finished rows are dropped from the batch (the cache compacted) once they are at least
    `compact_fraction` of it, and the loop stops when every row is done.
 
 `impl="generate"` (automatic for architectures `decoder.Decoder` does not cover) uses
-`transformers.generate` on a bf16 copy instead: same API, about 4x slower here.
+`transformers.generate` on a bf16 copy instead: same API, 3-4x slower here (docs/LOG.md).
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ class HFEngine:
             raise ValueError(f"unknown impl {impl!r}: expected 'auto', 'decoder' or 'generate'")
         self.impl = impl
         self.eos_ids = eos_token_ids(model, tokenizer)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.pad_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        )
         self.decoder: Decoder | None = None
         self.hf_model = None
         self.stats: dict[str, float] = {}
@@ -117,14 +119,31 @@ class HFEngine:
         if self.threads and self.threads != threads:
             torch.set_num_threads(self.threads)
         try:
-            return self._generate(prompts, num_samples, max_new_tokens, temperature, top_p,
-                                  stop_strings, seed, ignore_eos)
+            return self._generate(
+                prompts,
+                num_samples,
+                max_new_tokens,
+                temperature,
+                top_p,
+                stop_strings,
+                seed,
+                ignore_eos,
+            )
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
 
-    def _generate(self, prompts, num_samples, max_new_tokens, temperature, top_p, stop_strings,
-                  seed, ignore_eos) -> Rollouts:
+    def _generate(
+        self,
+        prompts,
+        num_samples,
+        max_new_tokens,
+        temperature,
+        top_p,
+        stop_strings,
+        seed,
+        ignore_eos,
+    ) -> Rollouts:
         start = time.perf_counter()
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
@@ -142,11 +161,13 @@ class HFEngine:
             if max_new_tokens == 0:
                 out = ([[] for _ in chunk], [[] for _ in chunk], [False for _ in chunk])
             elif self.impl == "decoder":
-                out = self._decode(prompts, chunk, max_new_tokens, temperature, top_p, stops,
-                                   generator, ignore_eos)
+                out = self._decode(
+                    prompts, chunk, max_new_tokens, temperature, top_p, stops, generator, ignore_eos
+                )
             else:
-                out = self._hf_generate(prompts, chunk, max_new_tokens, temperature, top_p, stops,
-                                        generator, ignore_eos)
+                out = self._hf_generate(
+                    prompts, chunk, max_new_tokens, temperature, top_p, stops, generator, ignore_eos
+                )
             completions += out[0]
             logprobs += out[1]
             finished += out[2]
@@ -239,7 +260,9 @@ class HFEngine:
     # -- the transformers.generate fallback ---------------------------------------------------
 
     @torch.inference_mode()
-    def _hf_generate(self, prompts, chunk, max_new, temperature, top_p, stops, generator, ignore_eos):
+    def _hf_generate(
+        self, prompts, chunk, max_new, temperature, top_p, stops, generator, ignore_eos
+    ):
         model = self.hf_model
         t0 = time.perf_counter()
         Lp = max(len(prompts[p]) for p in chunk)
@@ -249,7 +272,11 @@ class HFEngine:
             ids[i, Lp - len(prompts[p]) :] = torch.tensor(prompts[p])
             attention[i, Lp - len(prompts[p]) :] = 1
         greedy = temperature <= 0
-        kwargs = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p)
+        kwargs = (
+            dict(do_sample=False)
+            if greedy
+            else dict(do_sample=True, temperature=temperature, top_p=top_p)
+        )
         if ignore_eos:
             kwargs["min_new_tokens"] = max_new
         if stops:
@@ -258,9 +285,15 @@ class HFEngine:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             out = model.generate(
-                input_ids=ids, attention_mask=attention, max_new_tokens=max_new, top_k=0,
-                pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
-                output_logits=True, return_dict_in_generate=True, **kwargs,
+                input_ids=ids,
+                attention_mask=attention,
+                max_new_tokens=max_new,
+                top_k=0,
+                pad_token_id=self.pad_id,
+                eos_token_id=sorted(self.eos_ids),
+                output_logits=True,
+                return_dict_in_generate=True,
+                **kwargs,
             )
         new = out.sequences[:, Lp:]  # (B, steps)
         scale = 1.0 if greedy else 1.0 / temperature
@@ -270,7 +303,9 @@ class HFEngine:
         for i in range(len(chunk)):
             seq, n, fin = new[i].tolist(), new.shape[1], False
             for j, token in enumerate(seq):  # cut where our own rules finish the row
-                if (not ignore_eos and token in self.eos_ids) or (stops and stops.hits([seq[: j + 1]])[0]):
+                if (not ignore_eos and token in self.eos_ids) or (
+                    stops and stops.hits([seq[: j + 1]])[0]
+                ):
                     n, fin = j + 1, True
                     break
             tokens.append(seq[:n])

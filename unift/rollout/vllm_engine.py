@@ -138,7 +138,9 @@ class VLLMEngine:
                 ids = list(sample.token_ids)
                 rollouts.prompt_ids.append(list(prompt))
                 rollouts.completion_ids.append(ids)
-                rollouts.logprobs.append([step[t].logprob for step, t in zip(sample.logprobs, ids, strict=True)])
+                rollouts.logprobs.append(
+                    [step[t].logprob for step, t in zip(sample.logprobs, ids, strict=True)]
+                )
                 rollouts.texts.append(sample.text)
                 rollouts.finished.append(sample.finish_reason == "stop")
                 rollouts.num_generated_tokens += len(ids)

@@ -125,6 +125,35 @@ class _TargetLogp(torch.autograd.Function):
         return out, None
 
 
+class _Entropy(torch.autograd.Function):
+    """Entropy of softmax(logits) per row, H = lse - sum_v p_v logit_v, row chunk by row chunk.
+
+    Backward: dH/dlogit_v = -p_v (log p_v + H). Keeps the logits and two (N,) vectors instead of
+    an (N, V) fp32 log-softmax, its exp and their product (the naive graph holds all three)."""
+
+    @staticmethod
+    def forward(ctx, logits):  # (N, V) -> (N,) fp32
+        lse = torch.empty(logits.shape[0], dtype=torch.float32)
+        entropy = torch.empty(logits.shape[0], dtype=torch.float32)
+        for i in range(0, logits.shape[0], _CHUNK):
+            x = logits[i:i + _CHUNK].float()
+            lse[i:i + _CHUNK] = torch.logsumexp(x, dim=-1)
+            logp = x - lse[i:i + _CHUNK, None]
+            entropy[i:i + _CHUNK] = -(logp.exp() * logp).sum(-1)
+        ctx.save_for_backward(logits, lse, entropy)
+        return entropy
+
+    @staticmethod
+    def backward(ctx, grad):  # (N,) -> (N, V)
+        logits, lse, entropy = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        for i in range(0, logits.shape[0], _CHUNK):
+            c = slice(i, i + _CHUNK)
+            logp = logits[c].float() - lse[c, None]
+            out[c] = -grad[c, None] * logp.exp() * (logp + entropy[c, None])
+        return out
+
+
 def _kl_to_ref(logits: torch.Tensor, ref_full: torch.Tensor) -> torch.Tensor:
     """sum_v p(v) (log p(v) - log q(v)) per row, detached and chunked; logits (N, V)."""
     kl = torch.empty(logits.shape[0], dtype=torch.float32)
@@ -161,23 +190,11 @@ def token_logps(
         out = torch.zeros(target_mask.shape, dtype=values.dtype)
         return out.masked_scatter(target_mask, values)
 
-    if not (with_entropy or return_full):
-        picked = _TargetLogp.apply(logits, targets)
-        kl = None if ref_logprobs_full is None else scatter(_kl_to_ref(logits, ref_logprobs_full))
-        return TokenLogps(scatter(picked), target_mask, None, kl)
-
-    # picked the same way as above, so that pi == pi_ref gives exactly equal log-probs
     picked = _TargetLogp.apply(logits, targets)  # (N,)
-    full = F.log_softmax(logits.float(), dim=-1)
-    entropy = kl = None
-    if with_entropy or ref_logprobs_full is not None:
-        p = full.exp()
-        if with_entropy:
-            entropy = scatter(-(p * full).sum(-1))
-        if ref_logprobs_full is not None:
-            with torch.no_grad():
-                kl = scatter((p * (full - ref_logprobs_full)).sum(-1).detach())
-    result = TokenLogps(scatter(picked), target_mask, entropy, kl)
-    if return_full:
-        return result, full.detach()
-    return result
+    entropy = scatter(_Entropy.apply(logits)) if with_entropy else None
+    kl = None if ref_logprobs_full is None else scatter(_kl_to_ref(logits, ref_logprobs_full))
+    if not return_full:
+        return TokenLogps(scatter(picked), target_mask, entropy, kl)
+    full = torch.cat([F.log_softmax(logits[i:i + _CHUNK].detach().float(), dim=-1)
+                      for i in range(0, logits.shape[0], _CHUNK)])  # (N, V), for the reference pass
+    return TokenLogps(scatter(picked), target_mask, entropy, kl), full
