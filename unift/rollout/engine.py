@@ -108,8 +108,9 @@ def make_engine(
     dtype: weights and KV cache of the generation copy ("bfloat16" or "float32").
     max_batch_size: most sequences decoded at once (larger requests run in chunks of whole
     groups where possible).
-    kw: backend options, e.g. hf `impl="decoder" | "generate" | "auto"`, vllm
-    `gpu_memory_utilization=0.3`.
+    kw: backend options, e.g. hf `impl="decoder" | "generate" | "auto"`, `threads=1` (torch
+    threads while generating; 1 is far faster on a busy 2-core machine), `grow_chunk`,
+    `compact_fraction`; vllm `model_path=`, `gpu_memory_utilization=0.3`.
     """
     if backend == "hf":
         from unift.rollout.hf import HFEngine
