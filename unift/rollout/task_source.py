@@ -196,8 +196,6 @@ class TaskRollout:
         first = [r for r in rows if r.attempt == 1]
         solved = {r.group for r in rows if r.correct}
         metrics = {
-            "reward_mean": float(torch.tensor([r.reward for r in first]).mean()),
-            "correct_rate": sum(r.correct for r in first) / len(first),
             "hint_fraction": sum(k > 0 for _, k, _ in hints) / len(hints),
             "hint_tokens_mean": sum(len(r.hint_ids) for r in first) / len(first),
             "hint_p": hint_p(self.spec.hint, step, total_steps),
@@ -206,6 +204,9 @@ class TaskRollout:
             "rollout_tokens_per_s": rollout_tokens / rollout_seconds if rollout_seconds else 0.0,
             "ppo_epoch": 1,
         }
+        if self.spec.policy_gradient:  # the SFT preset samples nothing, so it has no reward
+            metrics["reward_mean"] = float(torch.tensor([r.reward for r in first]).mean())
+            metrics["correct_rate"] = sum(r.correct for r in first) / len(first)
         if self.spec.viter > 1:
             metrics["success_rate"] = len(solved) / len(hints)
             metrics["attempts_mean"] = len(rows) / len(first)
