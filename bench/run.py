@@ -73,16 +73,71 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
                         Job(group, bench, "unift", "fp32"), Job(group, bench, "unift", "bf16", "bf16w")]
             out += [Job(group, "sft", "unift", "bf16", "noref"), Job(group, "sft", "unift", "bf16", "bf16w-noref")]
         elif group == "grpo":
-            bench_grpo()
+            pass  # run by `bench_grpo` from main: its own worker (bench/_grpo_worker.py) and table
         else:
             raise SystemExit(f"unknown benchmark {group!r}: sft, dpo, grpo, peak, ablate")
     return out
 
 
-def bench_grpo() -> None:
-    """GRPO steps/s and rollout tokens/s, unift versus TRL's GRPOTrainer (4 prompts x 4
-    generations x at most 64 new tokens), to be filled in when unift's RL trainer lands."""
-    raise NotImplementedError("lands with the RL trainer")
+def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str]) -> dict:
+    """Seconds per GRPO step, unift versus TRL's GRPOTrainer, on identical work (bench/_grpo_worker.py):
+    SmolLM2-135M-Instruct, 4 Countdown prompts x 4 completions x exactly 64 new tokens, the task's
+    reward_fn, lr 1e-6, KL coefficient 0.001 (TRL beta, with its reference model). unift runs its
+    default (bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
+    Each measurement is a fresh process, one after another, order alternating between repeats."""
+    todo = [("unift", "bf16")] + [("trl", p) for p in trl_precisions]
+    results: dict[tuple[str, str], list[dict]] = {job: [] for job in todo}
+    failures: dict[str, str] = {}
+    for repeat in range(repeats):
+        for framework, precision in (todo if repeat % 2 == 0 else todo[::-1]):
+            cmd = [sys.executable, str(HERE / "_grpo_worker.py"), framework, "--precision", precision,
+                   "--warmup", str(warmup), "--steps", str(steps)]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+            if proc.returncode or not lines:  # keep the other measurements
+                failures[f"{framework} {precision}"] = proc.stderr[-3000:]
+                sys.stderr.write(proc.stderr[-3000:])
+                print(f"  repeat {repeat + 1}/{repeats} grpo {framework} {precision}: FAILED", flush=True)
+                continue
+            out = json.loads(lines[-1][len("RESULT "):])
+            out["wall_s"] = time.perf_counter() - start
+            results[(framework, precision)].append(out)
+            print(f"  repeat {repeat + 1}/{repeats} grpo {framework} {precision:<5} step "
+                  f"{statistics.median(out['step_s']):7.1f} s  rollout {statistics.median(out['rollout_s']):6.1f} s "
+                  f"{out['rollout_tokens_per_s']:6.1f} tok/s  completion {statistics.mean(out['completion_len_mean']):.1f} "
+                  f"tokens  (load {out['loadavg_start']:.1f} -> {out['loadavg_end']:.1f})", flush=True)
+    rows = []
+    for (framework, precision), res in results.items():
+        if not res:
+            continue
+        per = [statistics.median(r["step_s"]) for r in res]
+        rows.append({"framework": framework, "precision": precision, "per_repeat_step_s": per,
+                     "step_s_median": statistics.median(per),
+                     "rollout_s_median": statistics.median(statistics.median(r["rollout_s"]) for r in res),
+                     "rollout_tokens_per_s_median": statistics.median(r["rollout_tokens_per_s"] for r in res),
+                     "gen_tokens_per_step": statistics.median(t for r in res for t in r["gen_tokens"]),
+                     "completion_len_mean": statistics.mean(c for r in res for c in r["completion_len_mean"]),
+                     "precision_used": res[0]["precision"], "runs": res})
+    unift = next((r for r in rows if r["framework"] == "unift"), None)
+    lines = [f"{'grpo':<6} {'who':<11} {'s/step':>8} {'rollout s':>10} {'roll tok/s':>11} {'gen tok':>8} "
+             f"{'compl len':>9} {'TRL/unift':>9}  per repeat (s/step)", "-" * 100]
+    for row in rows:
+        ratio = f"{row['step_s_median'] / unift['step_s_median']:.2f}" if unift and row is not unift else "-"
+        row["ratio_vs_unift"] = None if ratio == "-" else float(ratio)
+        lines.append(f"{'':<6} {row['framework'] + ' ' + row['precision']:<11} {row['step_s_median']:8.1f} "
+                     f"{row['rollout_s_median']:10.1f} {row['rollout_tokens_per_s_median']:11.1f} "
+                     f"{row['gen_tokens_per_step']:8.0f} {row['completion_len_mean']:9.1f} {ratio:>9}  "
+                     f"[{', '.join(f'{v:.1f}' for v in row['per_repeat_step_s'])}]")
+    print()
+    print("\n".join(lines))
+    print(f"\n{repeats} repeat(s) x {steps} timed step(s) after {warmup} warm-up step(s); medians of the "
+          f"per-repeat medians; TRL/unift = TRL seconds per step / unift seconds per step (> 1: unift faster)."
+          + (f" FAILED: {', '.join(failures)}" if failures else ""))
+    return {"rows": rows, "failures": failures,
+            "settings": {"repeats": repeats, "timed_steps": steps, "warmup_steps": warmup,
+                         "model": "smollm2-135m-instruct", "prompts": 4, "generations": 4, "new_tokens": 64,
+                         "forced_length": True, "lr": 1e-6, "kl": 0.001, "task": "countdown variant=id"}}
 
 
 def run_worker(job: Job, warmup: int, steps: int) -> dict:
@@ -105,8 +160,10 @@ def throughput(result: dict) -> float:
 
 def summarise(job: Job, results: list[dict]) -> dict:
     rates = [throughput(r) for r in results]
+    steps = [u / s for r in results for u, s in zip(r["units"], r["step_s"], strict=True)]
     row = {**asdict(job), "label": job.label, "unit": "pairs/s" if job.bench == "dpo" else "tokens/s",
            "per_repeat": rates, "median": statistics.median(rates), "max": max(rates),
+           "best_step": max(steps),
            "precision_used": results[0]["precision"], "runs": results}
     if job.bench == "flops":
         n = results[0]["parameters"]
@@ -125,16 +182,18 @@ def reference_label(group: str, bench: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'benchmark':<12} {'who':<26} {'median':>9} {'best':>9} {'ratio':>6}  per repeat",
+    lines = [f"{'benchmark':<12} {'who':<26} {'median':>9} {'best':>9} {'ratio':>6} {'best/best':>9}  per repeat",
              "-" * 90]
     for row in rows:
         ref = next((r for r in rows if r["group"] == row["group"] and r["bench"] == row["bench"]
                     and r["label"] == reference_label(row["group"], row["bench"])), None)
-        ratio = f"{row['median'] / ref['median']:.2f}" if ref and ref is not row else "1.00" if ref else "-"
+        ratio = f"{row['median'] / ref['median']:.2f}" if ref else "-"
+        best_ratio = f"{row['best_step'] / ref['best_step']:.2f}" if ref else "-"
         name = f"{row['group']}/{row['bench']}" if row["group"] != row["bench"] else row["group"]
         per = ", ".join(f"{v:.1f}" if v >= 10 else f"{v:.3f}" for v in row["per_repeat"])
         fmt = (lambda v: f"{v:9.1f}") if row["median"] >= 10 else (lambda v: f"{v:9.3f}")
-        lines.append(f"{name:<12} {row['label']:<26} {fmt(row['median'])} {fmt(row['max'])} {ratio:>6}  "
+        lines.append(f"{name:<12} {row['label']:<26} {fmt(row['median'])} {fmt(row['best_step'])} {ratio:>6} "
+                     f"{best_ratio:>9}  "
                      f"[{per}] {row['unit']}")
         if row["bench"] == "flops":
             lines.append(f"{'':<12} {'':<26} train {statistics.median(row['train_gflops']):.1f} GFLOP/s = "
@@ -172,11 +231,32 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--quick", action="store_true", help="1 repeat of 1 timed step, TRL bf16 only")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--grpo-trl", default="fp32,bf16", help="grpo: TRL precisions to run (fp32,bf16)")
+    parser.add_argument("--report", type=Path, help="only re-print the table of a results JSON")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        rows = [summarise(Job(r["group"], r["bench"], r["framework"], r["precision"], r["variant"]), r["runs"])
+                for r in saved["rows"]]
+        print(table(rows))
+        return
     if args.quick:
         args.repeats, args.steps = 1, 1
-    todo = jobs([g.strip() for g in args.only.split(",") if g.strip()], args.quick)
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    todo = jobs(groups, args.quick)
     started = time.time()
+    if "grpo" in groups:
+        grpo = bench_grpo(args.repeats, args.steps, args.warmup,
+                          [p.strip() for p in args.grpo_trl.split(",") if p.strip()])
+        grpo.update(date=time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+                    command=" ".join(["bench/run.py", *sys.argv[1:]]), machine=machine(),
+                    elapsed_s=time.time() - started)
+        grpo_out = HERE / "results" / "grpo-latest.json"
+        grpo_out.parent.mkdir(parents=True, exist_ok=True)
+        grpo_out.write_text(json.dumps(grpo, indent=2))
+        print(f"{time.time() - started:.0f} s; JSON: {grpo_out}")
+        if not todo:
+            return
     results: dict[Job, list[dict]] = {job: [] for job in todo}
     for repeat in range(args.repeats):
         order = todo if repeat % 2 == 0 else todo[::-1]  # alternate who goes first
@@ -198,7 +278,8 @@ def main() -> None:
     print()
     print(table(rows))
     print(f"\n{args.repeats} repeat(s) x {args.steps} timed step(s) after {args.warmup} warm-up step(s); "
-          f"median and best of the per-repeat throughputs; ratio = median / the group's reference "
+          f"median of the per-repeat throughputs, best single step; ratio = median / the group's reference, "
+          f"best/best = best step / the reference's best step "
           f"(TRL bf16 autocast for sft/dpo, unift bf16 for ablate/peak). "
           f"{time.time() - started:.0f} s in all; JSON: {args.out}")
 

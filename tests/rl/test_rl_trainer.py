@@ -116,3 +116,15 @@ def test_task_source_reads_exported_rl_records(tmp_path):
                          steps=1)
     rows = read_metrics(train(config))
     assert rows[0]["rollout_tokens"] == 4 * 2 * 4  # batch 4 prompts x 2 samples x 4 tokens (none stop early)
+
+
+def test_verification_iterations_retry_failed_attempts_with_feedback(tmp_path):
+    """A random model fails every GeneralPoints attempt, so with viter 2 every sample is retried
+    once: twice the rows, first-attempt and any-attempt success both 0."""
+    config = config_with(tmp_path, [task_source(task="general_points", preset="rft", num_generations=2,
+                                                max_new_tokens=4, viter=2)], steps=1)
+    row = read_metrics(train(config))[0]
+    assert row["general_points/attempts_mean"] == 2.0
+    assert row["correct_rate"] == 0.0 and row["success_rate"] == 0.0
+    assert row["rollout_tokens"] == 2 * 4 * 2 * 4  # two attempts x 4 prompts x 2 samples x 4 tokens
+    assert row["reward_mean"] < 0  # GeneralPoints penalises unparsable answers (-3)
