@@ -196,6 +196,16 @@ class Task(ABC):
             rewards.append(self.score(problem, completion).reward)
         return rewards
 
+    def answer_block(self, completion: str) -> str | Score:
+        """The content of the last <answer> block, or the failing Score of a completion that is
+        unreadable (`too_long`) or has no such block (reward 0, as in the study)."""
+        if (bad := self.too_long(completion)) is not None:
+            return bad
+        answer = last_block(completion)
+        if answer is None:
+            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        return answer
+
     def too_long(self, completion: str) -> Score | None:
         """The minimum-reward Score for a completion that is not a string or too long to read."""
         if not isinstance(completion, str):

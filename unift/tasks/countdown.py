@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 
 from . import arith
-from .base import ID, OOD, Score, Task, last_block, variant
+from .base import ID, OOD, Score, Task, variant
 from .registry import register
 
 
@@ -86,11 +86,9 @@ class Countdown(Task):
         )
 
     def score(self, problem: dict, completion: str) -> Score:
-        if (bad := self.too_long(completion)) is not None:
-            return bad
-        answer = last_block(completion)
-        if answer is None:
-            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        answer = self.answer_block(completion)
+        if isinstance(answer, Score):
+            return answer
         expr = answer.split("=")[0]
         try:
             tree = arith.parse(expr, unary_minus=True)

@@ -24,7 +24,7 @@ import random
 import re
 from functools import cache
 
-from .base import ID, OOD, Score, Task, last_block, variant
+from .base import ID, OOD, Score, Task, variant
 from .registry import register
 
 NAMES = [
@@ -277,11 +277,9 @@ class KnightsKnaves(Task):
 
     # --- verifier -----------------------------------------------------------------------------
     def score(self, problem: dict, completion: str) -> Score:
-        if (bad := self.too_long(completion)) is not None:
-            return bad
-        answer = last_block(completion)
-        if answer is None:
-            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        answer = self.answer_block(completion)
+        if isinstance(answer, Score):
+            return answer
         claims: dict[str, set[str]] = {}
         for name in problem["names"]:
             pattern = rf"\b{re.escape(name)}\s+is\s+an?\s+(knight|knave)\b"

@@ -21,7 +21,7 @@ import random
 from functools import lru_cache
 
 from . import guard
-from .base import ID, Score, Task, last_block, split_of, variant
+from .base import ID, Score, Task, split_of, variant
 from .registry import register
 
 _RISKY = ("eval(", "exec(", "parse_expr", "sympify", "simplify", "sympy")
@@ -106,11 +106,9 @@ class ReasoningGym(Task):
         return [f"<answer>{problem['answer']}</answer>"]
 
     def score(self, problem: dict, completion: str) -> Score:
-        if (bad := self.too_long(completion)) is not None:
-            return bad
-        answer = last_block(completion)
-        if answer is None:
-            return Score(0.0, False, None, "No <answer> </answer> block was found.")
+        answer = self.answer_block(completion)
+        if isinstance(answer, Score):
+            return answer
         if len(answer) > self.variant["max_answer_chars"]:
             return Score(
                 0.0,
