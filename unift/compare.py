@@ -100,6 +100,8 @@ class Settings:
     """Longest evaluated completion (0: max_new_tokens)."""
     rollout_fill: float = 0.75
     """For the steps estimate only: the assumed mean rollout length as a share of max_new_tokens."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in backward: an RL batch of 32 rollouts otherwise holds several GB."""
     hint_nll: float | None = None
     """Weight of the NLL on hint tokens for `uft` (None: the preset's 0.001, the paper's value).
     At CPU budgets far below the paper's the hint likelihood needs more weight than the KL and
@@ -324,6 +326,7 @@ def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path) -> dict:
         "eval": evaluation,
         "max_length": s.max_length,
         "precision": s.precision,
+        "gradient_checkpointing": s.gradient_checkpointing,
         "seed": s.seed,
         "output_dir": str(run_dir),
         "progress": s.progress,

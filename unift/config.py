@@ -127,6 +127,9 @@ class RunConfig:
     completions from the right (counted in `data/truncated`)."""
     precision: str = "bf16"
     """bf16: fp32 weights with bf16 autocast on CPU (measured faster here); fp32: no autocast."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of storing them:
+    far less memory for long or many sequences (RL batches), about a third more compute."""
     seed: int = 0
     """One seed for Python, NumPy, torch and data order."""
     output_dir: str = "runs/run"

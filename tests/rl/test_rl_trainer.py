@@ -128,3 +128,12 @@ def test_verification_iterations_retry_failed_attempts_with_feedback(tmp_path):
     assert row["correct_rate"] == 0.0 and row["success_rate"] == 0.0
     assert row["rollout_tokens"] == 2 * 4 * 2 * 4  # two attempts x 4 prompts x 2 samples x 4 tokens
     assert row["reward_mean"] < 0  # GeneralPoints penalises unparsable answers (-3)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path):
+    def losses(name, **kw):
+        config = config_with(tmp_path / name, [task_source(preset="rft", num_generations=2, max_new_tokens=6)],
+                             steps=2, precision="fp32", **kw)
+        return [r["loss"] for r in read_metrics(train(config))]
+
+    assert losses("plain") == pytest.approx(losses("checkpointed", gradient_checkpointing=True), rel=1e-5)

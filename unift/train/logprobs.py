@@ -80,7 +80,10 @@ def _hidden_states(decoder, batch: Batch, rows: torch.Tensor, cols: torch.Tensor
     attention; otherwise runs the padded batch with its attention mask."""
     config = decoder.config
     lengths = _right_padded_lengths(batch.attention_mask)
-    if lengths is None or config._attn_implementation != "sdpa" or min(lengths) == max(lengths):
+    # Packing swaps the attention implementation for one call; activation checkpointing would
+    # recompute the layers after the swap is undone, so checkpointed models run padded.
+    checkpointed = getattr(decoder, "gradient_checkpointing", False) and torch.is_grad_enabled()
+    if lengths is None or config._attn_implementation != "sdpa" or min(lengths) == max(lengths) or checkpointed:
         hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
         return hidden[rows, cols]
     real = batch.attention_mask.bool()
