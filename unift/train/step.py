@@ -124,7 +124,7 @@ def train_step(
                     sb.extra.update(ref_logps=ref_logps, ref_full=ref_full)
             with autocast(precision):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
-                                  with_entropy=src.objective.needs_entropy)
+                                  with_entropy=src.objective.needs_entropy and src.params.get("c_ent") != 0)
             if src.kind == "task":  # pi_old: the log-probs at the first use of these rollouts
                 sb.extra.setdefault("old_logps", pol.logps.detach())
             # 2. objective (token-mean losses normalise by the global token count per process)
