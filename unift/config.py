@@ -127,6 +127,9 @@ class RunConfig:
     completions from the right (counted in `data/truncated`)."""
     precision: str = "bf16"
     """bf16: fp32 weights with bf16 autocast on CPU (measured faster here); fp32: no autocast."""
+    diagnostics: bool = True
+    """Compute pi_ref's log-probs for the implicit-reward diagnostics even when no objective
+    needs them (plain SFT): about a third more compute per step; false skips them."""
     gradient_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass instead of storing them:
     far less memory for long or many sequences (RL batches), about a third more compute."""

@@ -111,3 +111,9 @@ def test_run_directory_layout(tmp_path):
     second = tiny_run(tmp_path / "b", [source("preference", "dpo-sigmoid", "preferences.jsonl")], steps=1)
     second.model.name = str(run_dir)
     assert read_metrics(train(second))[0]["loss"] == pytest.approx(math.log(2), rel=1e-5)
+
+
+def test_diagnostics_off_skips_the_reference_pass_for_sft(tmp_path):
+    _, rows = losses_of(tmp_path, [source("demonstration", "sft", "demonstrations.jsonl")], steps=1,
+                        diagnostics=False)
+    assert "demonstration/rewards/implicit" not in rows[0] and "demonstration/kl/ref" not in rows[0]

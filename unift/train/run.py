@@ -178,7 +178,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
         micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
                       policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
-                             grad_clip=opt.grad_clip, dist=dist)
+                             grad_clip=opt.grad_clip, diagnostics_ref=config.diagnostics, dist=dist)
         # training compute: 6 N per trained token (forward + backward) + 2 N per generated token
         flops += 6 * n_params * metrics["tokens"] + 2 * n_params * _rollout_tokens(metrics, sources)
         last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
