@@ -14,7 +14,7 @@ the machine's load hits every framework alike. A measurement excludes model load
     peak    bf16 / fp32 2048x2048 matmul GFLOP/s, and unift's training FLOP/s (6 N per token)
             on rows of exactly 256 tokens as a fraction of the bf16 peak measured around it
     ablate  unift variants (bench/variants.py) side by side with unift's default
-    grpo    lands with the RL trainer (`bench_grpo`)
+    grpo    seconds per GRPO step, 4 prompts x 4 completions x 64 new tokens (bench/_grpo_worker.py)
 
 Results: a table on stdout and bench/results/latest.json.
 """
