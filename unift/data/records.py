@@ -109,22 +109,26 @@ def parse_record(row: Any, kind: str, where: str) -> Record:
     return Record(kind, prompt, completion=completion, target=score, where=where)
 
 
-def load_jsonl(path: str | Path, kind: str) -> list[Record]:
-    """Read and validate every line of a JSONL file; blank lines are allowed, nothing else is skipped."""
+def read_jsonl(path: str | Path):
+    """Yield (where, row) for every non-blank line of a JSONL file, `where` being 'file:line';
+    invalid JSON raises RecordError naming the line. Blank lines are the only thing skipped."""
     path = Path(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
-    records = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                row = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as err:
                 raise RecordError(f"{where}: invalid JSON: {err.msg} at column {err.colno}") from None
-            records.append(parse_record(row, kind, where))
+
+
+def load_jsonl(path: str | Path, kind: str) -> list[Record]:
+    """Read and validate every line of a JSONL file; blank lines are allowed, nothing else is skipped."""
+    records = [parse_record(row, kind, where) for where, row in read_jsonl(path)]
     if not records:
         raise RecordError(f"{path}: no records")
     return records

@@ -9,6 +9,7 @@ from unift import tasks
 from unift.config import RunConfig
 from unift.evaluate import eval_problems, evaluate_policy
 from unift.rollout.engine import make_engine
+from unift.train.metrics import open_step_log
 
 
 class Evaluator:
@@ -25,7 +26,7 @@ class Evaluator:
             self.sets[label] = (task, eval_problems(task, ev.n))
         engine = next((s.rollout.engine for s in sources if s.rollout is not None and s.rollout.engine), None)
         self.engine = engine
-        self.writer = open_evals(run_dir, resume_step)
+        self.writer = open_step_log(run_dir / "evals.jsonl", resume_step)
         self.last_step = resume_step
         self.next_flops = ev.every_flops
 
@@ -50,14 +51,3 @@ class Evaluator:
             self.writer.write(json.dumps(row) + "\n")
             self.writer.flush()
         self.last_step = step
-
-
-def open_evals(run_dir: Path, resume_step: int | None):
-    """evals.jsonl, truncated to the rows up to the checkpoint a resumed run starts from."""
-    path = run_dir / "evals.jsonl"
-    if resume_step is None:
-        return path.open("w", encoding="utf-8")
-    rows = [r for r in path.read_text().splitlines() if r.strip()] if path.exists() else []
-    kept = [r for r in rows if json.loads(r)["step"] <= resume_step]
-    path.write_text("".join(r + "\n" for r in kept))
-    return path.open("a", encoding="utf-8")

@@ -16,14 +16,24 @@ def _plain(value):
     return value
 
 
+def open_step_log(path: Path, resume_step: int | None):
+    """Open a JSONL log of per-step rows for appending. A fresh run starts it empty; a resumed
+    run first drops, atomically, the rows written after the checkpoint it resumes from (they
+    will be recomputed)."""
+    if resume_step is None or not path.exists():
+        return path.open("w", encoding="utf-8")
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in rows if json.loads(r)["step"] <= resume_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(r + "\n" for r in kept))
+    os.replace(tmp, path)
+    return path.open("a", encoding="utf-8")
+
+
 class MetricsWriter:
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
-        if resume_step is not None and self.path.exists():
-            self._truncate_after(resume_step)
-        elif self.path.exists():
-            self.path.unlink()
-        self.file = self.path.open("a", encoding="utf-8")
+        self.file = open_step_log(self.path, resume_step)
         self.tb = None
         if tensorboard:
             try:
@@ -32,14 +42,6 @@ class MetricsWriter:
                 self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
             except ImportError:  # tensorboard is optional
                 self.tb = None
-
-    def _truncate_after(self, step: int) -> None:
-        """Drop rows written after the checkpoint we resume from (they will be recomputed)."""
-        rows = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [r for r in rows if json.loads(r)["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(r + "\n" for r in kept))
-        os.replace(tmp, self.path)
 
     def write(self, row: dict) -> dict:
         row = {k: _plain(v) for k, v in row.items()}

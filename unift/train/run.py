@@ -20,7 +20,7 @@ import torch
 from unift import models
 from unift.config import RunConfig, dump_config, load_config
 from unift.data.mixture import Stream
-from unift.data.records import load_jsonl
+from unift.data.records import load_jsonl, read_jsonl
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
 from unift.train.evals import Evaluator
@@ -69,23 +69,12 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
         engines[spec.backend] = make_engine(spec.backend, policy, tokenizer)
     if sc.path:  # prompt-only RL records (`unift data TASK --kind rl`): their "problem" column
         path = _resolve(sc.path, config_dir)
-        problems = [_problem(row, f"{path}:{n}") for n, row in _jsonl_rows(path)]
+        problems = [_problem(row, where) for where, row in read_jsonl(path)]
     else:
         problems = task.problems(spec.num_problems, seed=config.seed, split="train")
     rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i)
     return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), Stream(problems, config.seed, i),
                   sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
-
-
-def _jsonl_rows(path: Path):
-    import json
-
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: invalid JSON: {err.msg}") from None
 
 
 def _problem(row, where: str) -> dict:
