@@ -70,7 +70,7 @@ def run_unift(precision: str, warmup: int, steps: int) -> dict:
 
     engine.generate = forced
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=LR)
+    optimizer = run.adamw(params, lr=LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     seconds, rollout_s, gen_tokens, completion_mean, rewards = [], [], [], [], []
     metrics: dict = {}

@@ -15,6 +15,7 @@ time to other processes taking the cores).
     no-sharing      each sample prefilled and attended as its own prompt (prompt repeated G times,
                     num_samples=1): no shared prefill, no shared prompt keys/values
     grow-16         KV cache grown 16 columns at a time instead of 128 (more copies, less waste)
+    no-prepack      plain row-major bf16 weights instead of oneDNN-prepacked ones
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ def build_runners(model, tokenizer, args):
     if args.ablations:
         fp32 = make_engine("hf", model, tokenizer, dtype="float32", grow_chunk=args.grow_chunk)
         grow16 = make_engine("hf", model, tokenizer, grow_chunk=16)
+        unpacked = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk, prepack=False)
         runners.update(
             {
                 "fp32": (fp32, plain(fp32)),
                 "no-sharing": (ours, unshared(ours)),
                 "grow-16": (grow16, plain(grow16)),
+                "no-prepack": (unpacked, plain(unpacked)),
             }
         )
     if args.hf:

@@ -51,7 +51,7 @@ class Patch:
     step_kwargs: dict = field(default_factory=dict)
 
     def optimizer(self, params, lr: float):
-        return self.optimizer_cls(params, lr=lr)
+        return self.optimizer_cls(params, lr=lr, fused=True)  # as unift.train.run.adamw
 
 
 def apply(name: str, policy, precision: str = "bf16") -> Patch:

@@ -33,7 +33,7 @@ Supported: LlamaForCausalLM, Qwen2ForCausalLM (q/k/v bias), Qwen3ForCausalLM (pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,29 @@ def unsupported_reason(config) -> str | None:
     if rope_type not in _STATIC_ROPE_TYPES:
         return f"rope_type {rope_type!r}"
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear layers on oneDNN-prepacked weights
+
+
+def _can_prepack() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
+def prepack(weight: Tensor) -> Tensor:
+    """`weight` (out, in) reordered into oneDNN's blocked layout for `linear`: a bf16 product of a
+    few rows by these weights runs ~1.8x faster at 16 rows (1.4x at 64) than on the plain
+    row-major matrix, with identical results (docs/LOG.md). The copy is opaque: re-pack after
+    every weight change."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, 16)
+
+
+def linear(x: Tensor, weight: Tensor, packed: Tensor | None, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias, on the prepacked copy when there is one."""
+    if packed is None:
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,17 +240,19 @@ class _Layer:
     ln2: Tensor  # (D,)
     q_norm: Tensor | None  # (hd,) Qwen3 only, pre-scaled by 1/sqrt(hd)
     k_norm: Tensor | None  # (hd,)
+    packed: dict[str, Tensor] = field(default_factory=dict)  # prepacked wqkv, wo, wgu, wd
 
 
 class Decoder:
     """A bf16 (or fp32) copy of a Llama-family causal LM with cache-aware prefill and decode."""
 
-    def __init__(self, model, dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, model, dtype: torch.dtype = torch.bfloat16, pack: bool | None = None):
         config = model.config
         reason = unsupported_reason(config)
         if reason is not None:
             raise ValueError(f"Decoder does not support this model: {reason}")
         self.dtype = dtype
+        self.pack = (dtype == torch.bfloat16 and _can_prepack()) if pack is None else pack
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
@@ -295,6 +320,10 @@ class Decoder:
         if not self.tied:
             self.lm_head.copy_(effective_weight(base.get_output_embeddings()))
         self.norm.copy_(base.model.norm.weight)
+        self.packed_head = prepack(self.lm_head) if self.pack else None
+        if self.pack:
+            for ours in self.layers:
+                ours.packed = {name: prepack(getattr(ours, name)) for name in ("wqkv", "wo", "wgu", "wd")}
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -315,7 +344,7 @@ class Decoder:
         B, T, _ = x.shape
         H, KV, hd = self.n_heads, self.n_kv, self.head_dim
         h = F.rms_norm(x, (self.hidden,), layer.ln1, self.eps)
-        qkv = F.linear(h, layer.wqkv, layer.bqkv).view(B, T, H + 2 * KV, hd)
+        qkv = linear(h, layer.wqkv, layer.packed.get("wqkv"), layer.bqkv).view(B, T, H + 2 * KV, hd)
         qk = qkv[:, :, : H + KV]
         if layer.q_norm is not None:
             qk = torch.cat(
@@ -330,14 +359,16 @@ class Decoder:
         return qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KV :]
 
     def _mlp_residual(self, layer: _Layer, x: Tensor, attn_out: Tensor) -> Tensor:
-        x = x + F.linear(attn_out, layer.wo)
+        x = x + linear(attn_out, layer.wo, layer.packed.get("wo"))
         h = F.rms_norm(x, (self.hidden,), layer.ln2, self.eps)
-        gate, up = F.linear(h, layer.wgu).chunk(2, dim=-1)
-        return x + F.linear(F.silu(gate) * up, layer.wd)
+        gate, up = linear(h, layer.wgu, layer.packed.get("wgu")).chunk(2, dim=-1)
+        return x + linear(F.silu(gate) * up, layer.wd, layer.packed.get("wd"))
 
     def logits(self, hidden: Tensor, out: Tensor | None = None) -> Tensor:
         """Final-normed hidden (B, D) -> logits (B, V) in the decoder dtype, into `out` if given
         (a reused buffer: fresh multi-MB allocations page-fault at ~1 ms/MB on this VM)."""
+        if self.packed_head is not None:
+            return linear(hidden, self.lm_head, self.packed_head)
         if out is None:
             return F.linear(hidden, self.lm_head)
         return torch.mm(hidden, self.lm_head.t(), out=out[: hidden.shape[0]])

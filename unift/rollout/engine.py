@@ -110,7 +110,7 @@ def make_engine(
     groups where possible).
     kw: backend options, e.g. hf `impl="decoder" | "generate" | "auto"`, `threads=1` (torch
     threads while generating; 1 is far faster on a busy 2-core machine), `grow_chunk`,
-    `compact_fraction`; vllm `model_path=`, `gpu_memory_utilization=0.3`.
+    `compact_fraction`, `prepack=False`; vllm `model_path=`, `gpu_memory_utilization=0.3`.
     """
     if backend == "hf":
         from unift.rollout.hf import HFEngine

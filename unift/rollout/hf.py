@@ -52,13 +52,15 @@ class HFEngine:
         compact_fraction: float = 0.25,
         prefill_tokens: int = 2048,
         threads: int | None = None,
+        prepack: bool | None = None,
     ):
         """impl: "decoder" (lean Llama/Qwen decoder), "generate" (transformers), "auto" (decoder
         when supported). grow_chunk: KV-cache columns added at a time. compact_fraction: drop
         finished rows once they are this share of the batch. prefill_tokens: query tokens per
         prefill forward (bounds its memory). threads: torch threads while generating (restored
         afterwards; None: unchanged). On a shared, busy 2-core machine 1 thread was far faster
-        than 2 for decoding (its many small ops wait on descheduled OpenMP threads)."""
+        than 2 for decoding (its many small ops wait on descheduled OpenMP threads).
+        prepack: decoder weights in oneDNN's blocked layout (None: when bf16 and available)."""
         self.tokenizer = tokenizer
         self.dtype = resolve_dtype(dtype)
         self.max_batch_size = max_batch_size
@@ -66,6 +68,7 @@ class HFEngine:
         self.compact_fraction = compact_fraction
         self.prefill_tokens = prefill_tokens
         self.threads = threads
+        self.prepack = prepack
         reason = unsupported_reason(model.config)
         if impl == "auto":
             impl = "decoder" if reason is None else "generate"
@@ -91,7 +94,7 @@ class HFEngine:
         """Copy the training weights in (LoRA merged), converting to the engine dtype."""
         if self.impl == "decoder":
             if self.decoder is None:
-                self.decoder = Decoder(model, self.dtype)
+                self.decoder = Decoder(model, self.dtype, pack=self.prepack)
             else:
                 self.decoder.sync(model)
             return

@@ -4,7 +4,9 @@ Three things keep this cheap on a CPU (each measured in docs/LOG.md, 2026-11-22)
 
 1. Packing: a right-padded batch runs through the decoder as one row of its real tokens, back
    to back, with position ids restarting at each sequence and attention computed causally
-   inside each sequence (`_varlen_sdpa`); no work is spent on padding.
+   inside each sequence (`_varlen_sdpa`); no work is spent on padding. Rows that share a
+   prompt (the G rollouts of a GRPO group, DPO's chosen and rejected) share one copy of it:
+   the prompt runs once and each row's own tokens attend to it.
 2. The (vocabulary-sized) head runs only at positions whose next token is a completion token:
    for a 49k vocabulary that is most of the memory of a naive `model(input_ids).logits`.
 3. The log-prob of the target token is `logit - logsumexp(logits)`, computed in row chunks by
@@ -44,24 +46,128 @@ class TokenLogps:
 
 # -- packing ----------------------------------------------------------------------------------
 
+_MIN_SHARED = 32  # shortest common prefix worth sharing (tokens saved per extra row)
 
-def _varlen_sdpa(module, query, key, value, attention_mask, *, unift_lengths, **kwargs):
-    """Causal attention within each of several sequences packed back to back in one row.
 
-    query (1, heads, L, D), key/value (1, kv_heads, L, D); `unift_lengths` sums to L. Returns
-    (1, L, heads, D) like `sdpa_attention_forward`, whose causal kernel runs per sequence."""
-    outputs, start = [], 0
-    for n in unift_lengths:
-        part = slice(start, start + n)
-        out, _ = sdpa_attention_forward(module, query[:, :, part], key[:, :, part], value[:, :, part],
-                                        None, **kwargs)
-        outputs.append(out)
-        start += n
+@dataclass
+class _Group:
+    """Rows packed as one shared prefix (their common first `prefix` tokens, once) followed by
+    each row's own suffix. A group of one row has no prefix: the row is packed whole."""
+
+    start: int  # offset of the group in the pack
+    prefix: int  # shared tokens
+    suffixes: list[tuple[int, int]]  # (offset, length) of each row's own tokens in the pack
+
+
+def _groups(ids: torch.Tensor, lengths: list[int]) -> list[tuple[int, list[int]]]:
+    """Rows sharing a prefix of at least `_MIN_SHARED` tokens: [(prefix length, rows)].
+
+    Greedy in row order: a row joins the first group whose first row shares >= _MIN_SHARED
+    tokens with it, and the group's prefix shrinks to what all its rows share. Every row keeps
+    at least one token of its own. GRPO groups (G rollouts of one prompt) and DPO pairs (chosen
+    and rejected of one prompt) share their prompts this way."""
+    groups: list[tuple[int, list[int]]] = []
+    for r, n in enumerate(lengths):
+        for g, (prefix, rows) in enumerate(groups):
+            m = min(n, lengths[rows[0]]) - 1
+            same = int((ids[r, :m] == ids[rows[0], :m]).int().cumprod(0).sum()) if m > 0 else 0
+            if same >= _MIN_SHARED:
+                groups[g] = (min(prefix, same), rows + [r])
+                break
+        else:
+            groups.append((n - 1, [r]))
+    return [(prefix if len(rows) > 1 else 0, rows) for prefix, rows in groups]
+
+
+def _pack(batch: Batch, lengths: list[int]):
+    """-> input_ids (1, L), position_ids (1, L), groups, index (B, T): the pack offset of every
+    real position of the padded batch (shared prefix positions map to the group's one copy)."""
+    ids = batch.input_ids
+    tokens, positions, groups = [], [], []
+    index = torch.zeros(ids.shape, dtype=torch.long)
+    offset = 0
+    for prefix, rows in _groups(ids, lengths):
+        start = offset
+        tokens.append(ids[rows[0], :prefix])
+        positions.append(torch.arange(prefix))
+        index[rows, :prefix] = torch.arange(start, start + prefix)
+        offset += prefix
+        suffixes = []
+        for r in rows:
+            n = lengths[r] - prefix
+            tokens.append(ids[r, prefix:lengths[r]])
+            positions.append(torch.arange(prefix, lengths[r]))
+            index[r, prefix:lengths[r]] = torch.arange(offset, offset + n)
+            suffixes.append((offset, n))
+            offset += n
+        groups.append(_Group(start, prefix, suffixes))
+    return torch.cat(tokens)[None], torch.cat(positions)[None], groups, index
+
+
+_EAGER_MAX = 512 * 512  # blocks up to this many (query, key) pairs run as plain matmuls
+
+
+def _block_mask(prefix: int, n: int) -> torch.Tensor:
+    """(n, prefix + n) bool: n queries see the `prefix` keys before them, then themselves causally."""
+    own = torch.ones(n, n, dtype=torch.bool).tril()
+    return torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], 1)
+
+
+def _attend(module, q, k, v, prefix: int, **kwargs):
+    """Attention of one block: q (1, H, n, D) over k/v (1, KV, prefix + n, D), the first `prefix`
+    keys fully visible and the last n causal. -> (1, n, H, D).
+
+    Short blocks run as plain matmuls: the KV-head groups fold into the query rows (no repeat of
+    k/v) and the softmax runs in fp32; at a few hundred tokens this is ~2x faster than SDPA's CPU
+    kernels, forward and backward (docs/LOG.md). Longer blocks use SDPA (it never builds the
+    full score matrix)."""
+    _, H, n, D = q.shape
+    KV, m = k.shape[1], k.shape[2]
+    if n * m > _EAGER_MAX:
+        mask = _block_mask(prefix, n)[None, None] if prefix else None
+        return sdpa_attention_forward(module, q, k, v, mask, **kwargs)[0]
+    scores = torch.matmul(q.reshape(KV, H // KV * n, D), k[0].transpose(1, 2)) * module.scaling
+    scores = scores.view(KV, H // KV, n, m).masked_fill(~_block_mask(prefix, n), float("-inf"))
+    probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype).view(KV, H // KV * n, m)
+    return torch.matmul(probs, v[0]).view(H, n, D).transpose(0, 1)[None]
+
+
+def _varlen_sdpa(module, query, key, value, attention_mask, *, unift_groups, **kwargs):
+    """Causal attention within the rows of a pack (`_pack`), sharing group prefixes.
+
+    query (1, heads, L, D), key/value (1, kv_heads, L, D). Returns (1, L, heads, D) like
+    `sdpa_attention_forward`. Per group: the prefix attends causally to itself; each suffix
+    attends to the prefix and causally to itself. The pack is cut with `split` (its backward is
+    one concatenation; a slice's backward would write a zero tensor of the whole pack per cut)."""
+    sizes = [n for g in unift_groups for n in ([g.prefix] if g.prefix else []) + [m for _, m in g.suffixes]]
+    qs, ks, vs = (iter(t.split(sizes, dim=2)) for t in (query, key, value))
+    outputs = []
+    for group in unift_groups:
+        if group.prefix:
+            kp, vp = next(ks), next(vs)
+            outputs.append(_attend(module, next(qs), kp, vp, 0, **kwargs))
+        for _ in group.suffixes:
+            q, k, v = next(qs), next(ks), next(vs)
+            if group.prefix:
+                k, v = torch.cat([kp, k], 2), torch.cat([vp, v], 2)
+            outputs.append(_attend(module, q, k, v, group.prefix, **kwargs))
     return torch.cat(outputs, dim=1), None
 
 
-# Not registered as a mask function either, so transformers builds no (L, L) mask for it.
+def _sdpa_or_varlen(module, query, key, value, attention_mask, **kwargs):
+    """transformers' "sdpa" attention, unless the call carries a pack (`unift_groups`).
+
+    `_hidden_states` runs a pack under the `_VARLEN` name, which has no mask function, so
+    transformers builds no (L, L) mask for it. Activation checkpointing re-runs the layers in
+    backward, after the name is back to "sdpa": registered under "sdpa" too, this function sends
+    those re-runs (which carry the same `unift_groups`) to the same pack attention."""
+    if "unift_groups" in kwargs:
+        return _varlen_sdpa(module, query, key, value, attention_mask, **kwargs)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
 AttentionInterface.register(_VARLEN, _varlen_sdpa)
+AttentionInterface.register("sdpa", _sdpa_or_varlen)
 
 
 def _right_padded_lengths(attention_mask: torch.Tensor) -> list[int] | None:
@@ -73,29 +179,25 @@ def _right_padded_lengths(attention_mask: torch.Tensor) -> list[int] | None:
     return lengths.tolist()
 
 
-def _hidden_states(decoder, batch: Batch, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+def _hidden_states(decoder, batch: Batch, rows: torch.Tensor, cols: torch.Tensor, *,
+                   pack: bool = True) -> torch.Tensor:
     """Decoder outputs (N, H) at positions (rows[i], cols[i]) of the padded batch.
 
-    Packs the real tokens into one row when the batch is right-padded and the model uses SDPA
-    attention; otherwise runs the padded batch with its attention mask."""
+    Packs the real tokens into one row (shared prompts once, `_pack`) when the batch is
+    right-padded and the model uses SDPA attention; otherwise runs the padded batch with its
+    attention mask."""
     config = decoder.config
     lengths = _right_padded_lengths(batch.attention_mask)
-    # Packing swaps the attention implementation for one call; activation checkpointing would
-    # recompute the layers after the swap is undone, so checkpointed models run padded.
-    checkpointed = getattr(decoder, "gradient_checkpointing", False) and torch.is_grad_enabled()
-    if lengths is None or config._attn_implementation != "sdpa" or min(lengths) == max(lengths) or checkpointed:
+    if not pack or lengths is None or config._attn_implementation != "sdpa":
         hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
         return hidden[rows, cols]
-    real = batch.attention_mask.bool()
-    input_ids = batch.input_ids[real][None]  # (1, L)
-    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]  # (1, L), restarting at 0
-    starts = torch.tensor([0, *lengths[:-1]]).cumsum(0)  # (B,) offset of each row in the pack
+    input_ids, position_ids, groups, index = _pack(batch, lengths)
     config._attn_implementation = _VARLEN
     try:
-        hidden = decoder(input_ids=input_ids, position_ids=position_ids, unift_lengths=lengths).last_hidden_state
+        hidden = decoder(input_ids=input_ids, position_ids=position_ids, unift_groups=groups).last_hidden_state
     finally:
         config._attn_implementation = "sdpa"
-    return hidden[0, starts[rows] + cols]
+    return hidden[0, index[rows, cols]]
 
 
 # -- target log-probs -------------------------------------------------------------------------
@@ -174,6 +276,7 @@ def token_logps(
     with_entropy: bool = False,
     ref_logprobs_full: torch.Tensor | None = None,
     return_full: bool = False,
+    pack: bool = True,
 ):
     """Log-probs of the completion tokens of `batch` under `model`.
 
@@ -181,11 +284,12 @@ def token_logps(
       previous `return_full=True` call on the reference); if given, the exact per-token
       KL(pi || pi_ref) summed over the vocabulary is returned in `kl_ref` (detached).
     return_full: also return the (N, V) log-softmax (detached), for the reference pass.
+    pack: False runs the padded batch as it is (the reference the packed path is tested against).
     """
     decoder, head = _parts(model)
     target_mask = batch.loss_mask[:, 1:]  # (B, T-1)
     rows, cols = target_mask.nonzero(as_tuple=True)  # (N,) each, row-major like boolean indexing
-    h = _hidden_states(decoder, batch, rows, cols)  # (N, H): only positions that predict a completion token
+    h = _hidden_states(decoder, batch, rows, cols, pack=pack)  # (N, H): only positions that predict a completion token
     targets = batch.input_ids[rows, cols + 1]  # (N,)
     logits = head(h)  # (N, V)
 

@@ -34,6 +34,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel: one pass over all parameters instead of a loop of per-tensor
+    ops (on this CPU, 135M parameters: 0.06 s per step instead of 0.62 s; docs/LOG.md)."""
+    return torch.optim.AdamW(params, fused=True, **kwargs)
+
+
 def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float = 0.0) -> float:
     """LR multiplier: linear warm-up, then cosine / linear decay to min_ratio, or constant."""
     if step < warmup:
@@ -135,7 +141,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     sources = build_sources(config, config_dir, policy, tokenizer)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
-    optimizer = torch.optim.AdamW(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
+    optimizer = adamw(params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: lr_lambda(s, warmup=opt.warmup_steps, total=config.steps, schedule=opt.schedule,
