@@ -65,8 +65,8 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
                 out.append(Job(group, group, "trl", "fp32"))
         elif group == "peak":
             out += [Job(group, "flops", "unift", "bf16")]
-            if not quick:
-                out.append(Job(group, "flops", "unift", "bf16", "bf16w-noref"))
+            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`), and bf16 weights
+                out += [Job(group, "flops", "unift", "bf16", "noref"), Job(group, "flops", "unift", "bf16", "bf16w-noref")]
         elif group == "ablate":
             for bench in ("sft", "dpo"):
                 out += [Job(group, bench, "unift", "bf16"), Job(group, bench, "unift", "bf16", "unpacked"),

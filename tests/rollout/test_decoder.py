@@ -16,7 +16,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from unift.rollout.decoder import Decoder, unsupported_reason
+from unift.rollout.decoder import Decoder, _can_prepack, unsupported_reason
 
 SMALL = dict(
     vocab_size=300,
@@ -99,6 +99,23 @@ def test_bf16_decoder_is_close_to_fp32_transformers():
     )
     expected = hf_logits(model, [1, 2, 3, 4, 5], [6, 7, 8])
     assert (torch.log_softmax(ours[0], -1) - torch.log_softmax(expected, -1)).abs().max() < 0.15
+
+
+@pytest.mark.skipif(not _can_prepack(), reason="no oneDNN bf16 linear on this build/CPU")
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_prepacked_bf16_weights_give_the_same_logits(tied):
+    """oneDNN's blocked weight layout changes the kernel, not the product: same logits as the
+    plain bf16 weights, also after a sync (which must re-pack)."""
+    model = random_model(LlamaForCausalLM, LlamaConfig, tie_word_embeddings=tied)
+    packed, plain = Decoder(model, torch.bfloat16, pack=True), Decoder(model, torch.bfloat16, pack=False)
+    assert packed.layers[0].packed and not plain.layers[0].packed
+    args = ([[5, 17, 33, 2, 90], [250, 3]], 2, torch.tensor([[6, 7], [8, 9], [10, 11], [12, 13]]))
+    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=0, rtol=0)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    packed.sync(model)
+    plain.sync(model)
+    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=0, rtol=0)
 
 
 def test_sync_copies_new_weights_and_merges_lora():

@@ -33,6 +33,7 @@ Supported: LlamaForCausalLM, Qwen2ForCausalLM (q/k/v bias), Qwen3ForCausalLM (pe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -67,8 +68,17 @@ def unsupported_reason(config) -> str | None:
 # Linear layers on oneDNN-prepacked weights
 
 
+@functools.cache
 def _can_prepack() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    """Whether this torch build and CPU run oneDNN's prepacked bf16 linear (tried once)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        w = torch.eye(16, dtype=torch.bfloat16)
+        x = torch.ones(2, 16, dtype=torch.bfloat16)
+        return torch.equal(linear(x, w, prepack(w)), x)
+    except RuntimeError:
+        return False
 
 
 def prepack(weight: Tensor) -> Tensor:
