@@ -72,7 +72,7 @@ def test_packing_holds_under_activation_checkpointing():
     grads = {}
     for checkpointing in (False, True):
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         model.zero_grad()
         lp = token_logps(model, batch, pack=checkpointing)  # plain padded run vs checkpointed pack

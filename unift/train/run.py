@@ -137,7 +137,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     policy, tokenizer = build_policy(config)
     reference = models.ReferencePolicy(policy)
     if config.gradient_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     sources = build_sources(config, config_dir, policy, tokenizer)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
