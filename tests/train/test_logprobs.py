@@ -40,6 +40,11 @@ def test_groups_share_the_common_prompt_and_keep_a_token_per_row():
     batch = batch_of(rows, [1] * len(rows))
     groups = logprobs._groups(batch.input_ids, [len(r) for r in rows])
     assert groups == [(40, [0, 1, 3]), (50, [2, 4]), (0, [5]), (0, [6])]
+    # the pack holds 40 + 7 + 12 + 1 + 50 + 3 + 9 + 20 + 35 = 177 tokens instead of 307
+    ids, positions, _, index = logprobs._pack(batch, [len(r) for r in rows])
+    assert ids.shape == positions.shape == (1, 177)
+    assert positions[0, 40:47].tolist() == list(range(40, 47))  # row 0's own tokens follow its prompt
+    assert index[1, :40].tolist() == index[0, :40].tolist() == list(range(40))  # one copy of prompt a
     # rows equal up to their last token still keep one token of their own
     same = batch_of([[7] * 40, [7] * 40], [1, 1])
     assert logprobs._groups(same.input_ids, [40, 40]) == [(39, [0, 1])]
@@ -58,7 +63,6 @@ def test_packed_shared_prefix_logps_and_gradients_equal_the_padded_forward(monke
         (lp.logps * lp.mask).sum().backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters()])
         out[pack] = (lp.logps[lp.mask].detach(), grads)
-    # the pack runs 40 + 7 + 12 + 1 + 50 + 3 + 9 + 20 + 35 = 177 tokens instead of 307
     torch.testing.assert_close(out[True][0], out[False][0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[True][1], out[False][1], atol=1e-5, rtol=1e-4)
 
