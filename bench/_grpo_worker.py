@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import tempfile
 import time
 
@@ -40,35 +41,45 @@ def problems(n: int) -> tuple[object, list[dict]]:
 # -- unift ------------------------------------------------------------------------------------
 
 
-def run_unift(precision: str, warmup: int, steps: int) -> dict:
-    """unift's step as `unift train` runs it (`encode` = rollout stage, then `train_step`), on a
-    fixed in-order chunk of problems per step instead of the shuffled stream."""
+def unift_setup(precision: str, n: int):
+    """The policy, tokenizer, task source (exactly NEW_TOKENS per completion) and config of
+    unift's side for `n` problems; `bench/grpo_phases.py` builds its batch with it too."""
     from unift.config import ModelConfig, RunConfig, SourceConfig
-    from unift.models import ReferencePolicy, num_parameters
     from unift.rollout.task_source import RolloutSpec
     from unift.train import run
-    from unift.train.step import encode, train_step
 
-    n = PROMPTS * (warmup + steps)
     spec = RolloutSpec(num_generations=GENERATIONS, max_new_tokens=NEW_TOKENS, temperature=1.0, num_problems=n)
     source_config = SourceConfig(name="countdown", kind="task", task="countdown", variant={"variant": "id"},
                                  objective="grpo", batch_size=PROMPTS, rollout=spec,
                                  params={"c_kl": KL, "c_ent": 0.0, "c_nll": 0.0})  # preset rft, no entropy
     config = RunConfig(model=ModelConfig(name=MODEL), precision=precision, sources=[source_config])
-    torch.set_num_threads(2)
     run.seed_everything(config.seed)
     policy, tokenizer = run.build_policy(config)
-    reference = ReferencePolicy(policy)
-    (source,) = run.build_sources(config, __import__("pathlib").Path("."), policy, tokenizer)
+    (source,) = run.build_sources(config, pathlib.Path("."), policy, tokenizer)
     engine = source.rollout.engine
     generate = engine.generate
-    # the same problems, in the same order, as the TRL worker
-    _, probs = problems(n)
 
     def forced(*a, **kw):  # exactly NEW_TOKENS per completion: EOS does not stop (equal work with TRL)
         return generate(*a, **{**kw, "ignore_eos": True})
 
     engine.generate = forced
+    return policy, tokenizer, source, config
+
+
+def run_unift(precision: str, warmup: int, steps: int) -> dict:
+    """unift's step as `unift train` runs it (`encode` = rollout stage, then `train_step`), on a
+    fixed in-order chunk of problems per step instead of the shuffled stream."""
+    from unift.models import ReferencePolicy, num_parameters
+    from unift.train import run
+    from unift.train.step import encode, train_step
+
+    n = PROMPTS * (warmup + steps)
+    torch.set_num_threads(2)
+    policy, tokenizer, source, config = unift_setup(precision, n)
+    reference = ReferencePolicy(policy)
+    engine = source.rollout.engine
+    # the same problems, in the same order, as the TRL worker
+    _, probs = problems(n)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = run.adamw(params, lr=LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)

@@ -27,25 +27,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import _grpo_worker as worker  # noqa: E402
 
-from unift.config import ModelConfig, RunConfig, SourceConfig  # noqa: E402
 from unift.models import ReferencePolicy  # noqa: E402
-from unift.rollout.task_source import RolloutSpec  # noqa: E402
-from unift.train import run  # noqa: E402
 from unift.train.logprobs import token_logps  # noqa: E402
 from unift.train.step import autocast, encode  # noqa: E402
 
 
 def grpo_batch():
-    spec = RolloutSpec(num_generations=worker.GENERATIONS, max_new_tokens=worker.NEW_TOKENS, temperature=1.0,
-                       num_problems=worker.PROMPTS)
-    source_config = SourceConfig(name="countdown", kind="task", task="countdown", variant={"variant": "id"},
-                                 objective="grpo", batch_size=worker.PROMPTS, rollout=spec)
-    config = RunConfig(model=ModelConfig(name=worker.MODEL), precision="bf16", sources=[source_config])
-    run.seed_everything(config.seed)
-    policy, tokenizer = run.build_policy(config)
-    (source,) = run.build_sources(config, pathlib.Path("."), policy, tokenizer)
-    generate = source.rollout.engine.generate
-    source.rollout.engine.generate = lambda *a, **kw: generate(*a, **{**kw, "ignore_eos": True})
+    policy, tokenizer, source, config = worker.unift_setup("bf16", worker.PROMPTS)
     _, problems = worker.problems(worker.PROMPTS)
     return policy, encode(source, problems, tokenizer, config.max_length, policy=policy).batch
 

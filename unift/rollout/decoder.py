@@ -332,8 +332,9 @@ class Decoder:
         if not self.tied:
             self.lm_head.copy_(effective_weight(base.get_output_embeddings()))
         self.norm.copy_(base.model.norm.weight)
-        self.packed_head = prepack(self.lm_head) if self.pack else None
+        self.packed_head = None
         if self.pack:
+            self.packed_head = prepack(self.lm_head)
             for ours in self.layers:
                 ours.packed = {name: prepack(getattr(ours, name)) for name in ("wqkv", "wo", "wgu", "wd")}
 

@@ -15,6 +15,7 @@ Three things keep this cheap on a CPU (each measured in docs/LOG.md, 2026-11-22)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -54,9 +55,13 @@ class _Group:
     """Rows packed as one shared prefix (their common first `prefix` tokens, once) followed by
     each row's own suffix. A group of one row has no prefix: the row is packed whole."""
 
-    start: int  # offset of the group in the pack
     prefix: int  # shared tokens
-    suffixes: list[tuple[int, int]]  # (offset, length) of each row's own tokens in the pack
+    suffixes: list[int]  # length of each row's own tokens, in pack order
+
+    @property
+    def sizes(self) -> list[int]:
+        """Lengths of the group's pieces in pack order: the prefix (if any), then the suffixes."""
+        return ([self.prefix] if self.prefix else []) + self.suffixes
 
 
 def _groups(ids: torch.Tensor, lengths: list[int]) -> list[tuple[int, list[int]]]:
@@ -87,28 +92,27 @@ def _pack(batch: Batch, lengths: list[int]):
     index = torch.zeros(ids.shape, dtype=torch.long)
     offset = 0
     for prefix, rows in _groups(ids, lengths):
-        start = offset
         tokens.append(ids[rows[0], :prefix])
         positions.append(torch.arange(prefix))
-        index[rows, :prefix] = torch.arange(start, start + prefix)
+        index[rows, :prefix] = torch.arange(offset, offset + prefix)
         offset += prefix
-        suffixes = []
         for r in rows:
             n = lengths[r] - prefix
             tokens.append(ids[r, prefix:lengths[r]])
             positions.append(torch.arange(prefix, lengths[r]))
             index[r, prefix:lengths[r]] = torch.arange(offset, offset + n)
-            suffixes.append((offset, n))
             offset += n
-        groups.append(_Group(start, prefix, suffixes))
+        groups.append(_Group(prefix, [lengths[r] - prefix for r in rows]))
     return torch.cat(tokens)[None], torch.cat(positions)[None], groups, index
 
 
 _EAGER_MAX = 512 * 512  # blocks up to this many (query, key) pairs run as plain matmuls
 
 
+@functools.lru_cache(maxsize=1024)
 def _block_mask(prefix: int, n: int) -> torch.Tensor:
-    """(n, prefix + n) bool: n queries see the `prefix` keys before them, then themselves causally."""
+    """(n, prefix + n) bool: n queries see the `prefix` keys before them, then themselves causally.
+    Cached: every layer of every pass asks for the same few shapes (callers never modify it)."""
     own = torch.ones(n, n, dtype=torch.bool).tril()
     return torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], 1)
 
@@ -139,7 +143,7 @@ def _varlen_sdpa(module, query, key, value, attention_mask, *, unift_groups, **k
     `sdpa_attention_forward`. Per group: the prefix attends causally to itself; each suffix
     attends to the prefix and causally to itself. The pack is cut with `split` (its backward is
     one concatenation; a slice's backward would write a zero tensor of the whole pack per cut)."""
-    sizes = [n for g in unift_groups for n in ([g.prefix] if g.prefix else []) + [m for _, m in g.suffixes]]
+    sizes = [n for group in unift_groups for n in group.sizes]
     qs, ks, vs = (iter(t.split(sizes, dim=2)) for t in (query, key, value))
     outputs = []
     for group in unift_groups:
