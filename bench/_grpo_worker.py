@@ -1,6 +1,6 @@
 """One GRPO benchmark measurement in a fresh process (`bench/run.py --only grpo` spawns it).
 
-    python bench/_grpo_worker.py unift --steps 3 --warmup 1            # unift default: bf16
+    python bench/_grpo_worker.py unift --steps 3 --warmup 1            # unift default: bf16-master
     python bench/_grpo_worker.py trl --steps 3 --warmup 1 --precision fp32
 
 Identical work for both frameworks, SmolLM2-135M-Instruct: each step takes 4 Countdown prompts
@@ -29,6 +29,8 @@ import torch
 MODEL = "smollm2-135m-instruct"
 PROMPTS, GENERATIONS, NEW_TOKENS = 4, 4, 64
 LR, KL = 1e-6, 0.001
+PRECISION_NAMES = {"bf16": "fp32 weights + bf16 autocast", "bf16-master": "bf16 weights + fp32 master",
+                   "fp32": "fp32"}
 
 
 def problems(n: int) -> tuple[object, list[dict]]:
@@ -69,19 +71,21 @@ def unift_setup(precision: str, n: int):
 def run_unift(precision: str, warmup: int, steps: int) -> dict:
     """unift's step as `unift train` runs it (`encode` = rollout stage, then `train_step`), on a
     fixed in-order chunk of problems per step instead of the shuffled stream."""
+    from unift.memory import retain_freed_memory
     from unift.models import ReferencePolicy, num_parameters
-    from unift.train import run
+    from unift.train.optim import adamw
     from unift.train.step import encode, train_step
 
     n = PROMPTS * (warmup + steps)
     torch.set_num_threads(2)
+    retain_freed_memory()  # as `unift train` does
     policy, tokenizer, source, config = unift_setup(precision, n)
     reference = ReferencePolicy(policy)
     engine = source.rollout.engine
     # the same problems, in the same order, as the TRL worker
     _, probs = problems(n)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = run.adamw(params, lr=LR)
+    optimizer = adamw(params, master=precision == "bf16-master", lr=LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     seconds, rollout_s, gen_tokens, completion_mean, rewards = [], [], [], [], []
     metrics: dict = {}
@@ -104,7 +108,7 @@ def run_unift(precision: str, warmup: int, steps: int) -> dict:
     return {"step_s": seconds, "rollout_s": rollout_s, "gen_tokens": gen_tokens,
             "completion_len_mean": completion_mean, "reward_mean": rewards, "loss": metrics.get("loss"),
             "parameters": num_parameters(policy),
-            "precision": f"{precision} autocast training (fp32 master weights), bf16 rollout engine "
+            "precision": f"{PRECISION_NAMES[precision]} training, bf16 rollout engine "
                          f"({type(engine).__name__}, impl={getattr(engine, 'impl', '?')})"}
 
 
@@ -184,8 +188,8 @@ def run_trl(precision: str, warmup: int, steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("framework", choices=["unift", "trl"])
-    parser.add_argument("--precision", default=None, choices=["bf16", "fp32"],
-                        help="default: bf16 for unift (its default), fp32 for TRL (plain CPU run)")
+    parser.add_argument("--precision", default=None, choices=["bf16", "bf16-master", "fp32"],
+                        help="default: bf16-master for unift (its default), fp32 for TRL (plain CPU run)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
@@ -193,7 +197,7 @@ def main() -> None:
     torch.set_num_threads(2)
     load_start = os.getloadavg()[0]
     if args.framework == "unift":
-        out = run_unift(args.precision or "bf16", args.warmup, args.steps)
+        out = run_unift(args.precision or "bf16-master", args.warmup, args.steps)
     else:
         out = run_trl(args.precision or "fp32", args.warmup, args.steps)
     out["rollout_tokens_per_s"] = sum(out["gen_tokens"]) / max(1e-9, sum(out["rollout_s"]))

@@ -9,7 +9,8 @@ batch, the reference pass (no grad), the policy forward and its backward, for
     packed   `token_logps` as the trainer runs it: real tokens only, each prompt once per group
     padded   `token_logps(pack=False)`: the padded batch with its attention mask
 
-interleaved (packed, padded, padded, packed, ...), bf16 autocast, torch's default threads. The
+interleaved (packed, padded, padded, packed, ...), `--precision` (default bf16-master, as `unift train`), torch's
+default threads. The
 first repeat of each warms the allocator and is dropped; prints min and median seconds.
 """
 
@@ -27,23 +28,24 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import _grpo_worker as worker  # noqa: E402
 
+from unift.memory import retain_freed_memory  # noqa: E402
 from unift.models import ReferencePolicy  # noqa: E402
 from unift.train.logprobs import token_logps  # noqa: E402
-from unift.train.step import autocast, encode  # noqa: E402
+from unift.train.step import PRECISIONS, autocast, encode  # noqa: E402
 
 
-def grpo_batch():
-    policy, tokenizer, source, config = worker.unift_setup("bf16", worker.PROMPTS)
+def grpo_batch(precision: str):
+    policy, tokenizer, source, config = worker.unift_setup(precision, worker.PROMPTS)
     _, problems = worker.problems(worker.PROMPTS)
     return policy, encode(source, problems, tokenizer, config.max_length, policy=policy).batch
 
 
-def time_phases(policy, reference, batch, pack: bool) -> dict[str, float]:
+def time_phases(policy, reference, batch, pack: bool, precision: str) -> dict[str, float]:
     start = time.perf_counter()
-    with torch.no_grad(), reference.model() as ref_model, autocast("bf16"):
+    with torch.no_grad(), reference.model() as ref_model, autocast(precision):
         token_logps(ref_model, batch, pack=pack)
     ref = time.perf_counter()
-    with autocast("bf16"):
+    with autocast(precision):
         out = token_logps(policy, batch, pack=pack)
     fwd = time.perf_counter()
     (out.logps * out.mask).sum().backward()
@@ -54,15 +56,17 @@ def time_phases(policy, reference, batch, pack: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", default="bf16-master", choices=PRECISIONS)
     args = parser.parse_args()
-    policy, batch = grpo_batch()
+    retain_freed_memory()
+    policy, batch = grpo_batch(args.precision)
     reference = ReferencePolicy(policy)
     print(f"batch {tuple(batch.input_ids.shape)}: {batch.num_tokens} real tokens, "
           f"{int(batch.loss_mask.sum())} completion tokens; threads {torch.get_num_threads()}")
     times: dict[bool, list[dict]] = {True: [], False: []}
     for repeat in range(args.repeats + 1):
         for pack in ((True, False) if repeat % 2 == 0 else (False, True)):
-            times[pack].append(time_phases(policy, reference, batch, pack))
+            times[pack].append(time_phases(policy, reference, batch, pack, args.precision))
     for pack, name in ((True, "packed"), (False, "padded")):
         rows = times[pack][1:]
         cells = [f"{k} min {min(r[k] for r in rows):.2f} med {statistics.median(r[k] for r in rows):.2f}"

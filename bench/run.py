@@ -36,6 +36,7 @@ import torch
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "latest.json"
+UNIFT = "bf16-master"  # unift's default precision (`RunConfig.precision`)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Job:
     group: str  # sft | dpo | peak | ablate
     bench: str  # the worker's benchmark: sft | dpo | flops
     framework: str  # unift | trl
-    precision: str  # bf16 | fp32
+    precision: str  # bf16-master | bf16 | fp32 (TRL: bf16 = autocast, fp32)
     variant: str = "default"  # unift only (bench/variants.py)
 
     @property
@@ -60,18 +61,19 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
     out: list[Job] = []
     for group in groups:
         if group in ("sft", "dpo"):
-            out += [Job(group, group, "unift", "bf16"), Job(group, group, "trl", "bf16")]
+            out += [Job(group, group, "unift", UNIFT), Job(group, group, "trl", "bf16")]
             if not quick:
                 out.append(Job(group, group, "trl", "fp32"))
         elif group == "peak":
-            out += [Job(group, "flops", "unift", "bf16")]
-            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`), and bf16 weights
-                out += [Job(group, "flops", "unift", "bf16", "noref"), Job(group, "flops", "unift", "bf16", "bf16w-noref")]
+            out += [Job(group, "flops", "unift", UNIFT)]
+            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`); autocast
+                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", "bf16", "noref")]
         elif group == "ablate":
             for bench in ("sft", "dpo"):
-                out += [Job(group, bench, "unift", "bf16"), Job(group, bench, "unift", "bf16", "unpacked"),
-                        Job(group, bench, "unift", "fp32"), Job(group, bench, "unift", "bf16", "bf16w")]
-            out += [Job(group, "sft", "unift", "bf16", "noref"), Job(group, "sft", "unift", "bf16", "bf16w-noref")]
+                out += [Job(group, bench, "unift", UNIFT), Job(group, bench, "unift", UNIFT, "malloc"),
+                        Job(group, bench, "unift", "bf16"), Job(group, bench, "unift", "bf16", "unpacked"),
+                        Job(group, bench, "unift", "fp32")]
+            out += [Job(group, "sft", "unift", UNIFT, "noref")]
         elif group == "grpo":
             pass  # run by `bench_grpo` from main: its own worker (bench/_grpo_worker.py) and table
         else:
@@ -83,9 +85,9 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
     """Seconds per GRPO step, unift versus TRL's GRPOTrainer, on identical work (bench/_grpo_worker.py):
     SmolLM2-135M-Instruct, 4 Countdown prompts x 4 completions x exactly 64 new tokens, the task's
     reward_fn, lr 1e-6, KL coefficient 0.001 (TRL beta, with its reference model). unift runs its
-    default (bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
+    default (bf16 weights with fp32 masters, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
     Each measurement is a fresh process, one after another, order alternating between repeats."""
-    todo = [("unift", "bf16")] + [("trl", p) for p in trl_precisions]
+    todo = [("unift", UNIFT)] + [("trl", p) for p in trl_precisions]
     results: dict[tuple[str, str], list[dict]] = {job: [] for job in todo}
     failures: dict[str, str] = {}
     for repeat in range(repeats):
@@ -178,7 +180,7 @@ def summarise(job: Job, results: list[dict]) -> dict:
 def reference_label(group: str, bench: str) -> str:
     """What a row's ratio is taken against: TRL bf16 for the comparisons, unift's default for
     the ablations (a ratio > 1 means faster than the reference)."""
-    return "unift bf16" if group in ("ablate", "peak") else "TRL bf16 autocast"
+    return f"unift {UNIFT}" if group in ("ablate", "peak") else "TRL bf16 autocast"
 
 
 def table(rows: list[dict]) -> str:
@@ -280,7 +282,7 @@ def main() -> None:
     print(f"\n{args.repeats} repeat(s) x {args.steps} timed step(s) after {args.warmup} warm-up step(s); "
           f"median of the per-repeat throughputs, best single step; ratio = median / the group's reference, "
           f"best/best = best step / the reference's best step "
-          f"(TRL bf16 autocast for sft/dpo, unift bf16 for ablate/peak). "
+          f"(TRL bf16 autocast for sft/dpo, unift {UNIFT} for ablate/peak). "
           f"{time.time() - started:.0f} s in all; JSON: {args.out}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from unift.memory import retain_freed_memory
+
 # subcommand -> (module, one-line description); each module has `main(argv: list[str]) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("unift.train.run", "train on a mixture of sources from a YAML config"),
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unift: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    retain_freed_memory()
     module_name, _, function = COMMANDS[name][0].partition(":")
     module = importlib.import_module(module_name)
     return int(getattr(module, function or "main")(rest) or 0)

@@ -76,12 +76,16 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
     ]
 
 
+PRECISIONS = ("bf16", "bf16-master", "fp32")
+
+
 def autocast(precision: str):
+    """bf16: autocast of fp32 weights; bf16-master (weights already bf16) and fp32: none."""
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    if precision == "fp32":
+    if precision in PRECISIONS:
         return contextlib.nullcontext()
-    raise ValueError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
+    raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
 
 def train_step(
@@ -146,8 +150,10 @@ def train_step(
             tokens += batch.num_tokens
         # 3. backward
         total.backward()
-    # 4. optimiser step
-    params = [p for p in policy.parameters() if p.requires_grad]
+        if hasattr(optimizer, "collect_grads"):  # bf16-master: accumulate in fp32 master grads
+            optimizer.collect_grads()
+    # 4. optimiser step (on what the optimiser updates: the weights, or their fp32 masters)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     dist.average_gradients(params)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     lr = scheduler.get_last_lr()[0]
