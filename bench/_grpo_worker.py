@@ -68,7 +68,7 @@ def unift_setup(precision: str, n: int):
     return policy, tokenizer, source, config
 
 
-def run_unift(precision: str, warmup: int, steps: int) -> dict:
+def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> dict:
     """unift's step as `unift train` runs it (`encode` = rollout stage, then `train_step`), on a
     fixed in-order chunk of problems per step instead of the shuffled stream."""
     from unift.memory import retain_freed_memory
@@ -78,7 +78,8 @@ def run_unift(precision: str, warmup: int, steps: int) -> dict:
 
     n = PROMPTS * (warmup + steps)
     torch.set_num_threads(2)
-    retain_freed_memory()  # as `unift train` does
+    if retain:
+        retain_freed_memory()  # as `unift train` does
     policy, tokenizer, source, config = unift_setup(precision, n)
     reference = ReferencePolicy(policy)
     engine = source.rollout.engine
@@ -190,6 +191,8 @@ def main() -> None:
     parser.add_argument("framework", choices=["unift", "trl"])
     parser.add_argument("--precision", default=None, choices=["bf16", "bf16-master", "fp32"],
                         help="default: bf16-master for unift (its default), fp32 for TRL (plain CPU run)")
+    parser.add_argument("--glibc-malloc", action="store_true",
+                        help="unift: keep glibc's malloc settings (an ablation of unift.memory)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
@@ -197,7 +200,7 @@ def main() -> None:
     torch.set_num_threads(2)
     load_start = os.getloadavg()[0]
     if args.framework == "unift":
-        out = run_unift(args.precision or "bf16-master", args.warmup, args.steps)
+        out = run_unift(args.precision or "bf16-master", args.warmup, args.steps, retain=not args.glibc_malloc)
     else:
         out = run_trl(args.precision or "fp32", args.warmup, args.steps)
     out["rollout_tokens_per_s"] = sum(out["gen_tokens"]) / max(1e-9, sum(out["rollout_s"]))

@@ -16,6 +16,8 @@ time to other processes taking the cores).
                     num_samples=1): no shared prefill, no shared prompt keys/values
     grow-16         KV cache grown 16 columns at a time instead of 128 (more copies, less waste)
     no-prepack      plain row-major bf16 weights instead of oneDNN-prepacked ones
+    no-prefix       the prefix all prompts share (system prompt, instructions) encoded with each
+                    prompt instead of once
 """
 
 from __future__ import annotations
@@ -75,12 +77,14 @@ def build_runners(model, tokenizer, args):
         fp32 = make_engine("hf", model, tokenizer, dtype="float32", grow_chunk=args.grow_chunk)
         grow16 = make_engine("hf", model, tokenizer, grow_chunk=16)
         unpacked = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk, prepack=False)
+        unshared_prefix = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk, share_prefix=False)
         runners.update(
             {
                 "fp32": (fp32, plain(fp32)),
                 "no-sharing": (ours, unshared(ours)),
                 "grow-16": (grow16, plain(grow16)),
                 "no-prepack": (unpacked, plain(unpacked)),
+                "no-prefix": (unshared_prefix, plain(unshared_prefix)),
             }
         )
     if args.hf:
@@ -145,7 +149,7 @@ def main() -> None:
             run(prompts[:1], 1, 4, 0)
         wall = {name: [] for name in runners}
         cpu = {name: [] for name in runners}
-        stats = []
+        stats = {name: [] for name in runners}
         for rep in range(args.repeats):
             for name, (engine, run) in runners.items():
                 c0 = time.process_time()
@@ -153,8 +157,7 @@ def main() -> None:
                 cpu[name].append(time.process_time() - c0)
                 wall[name].append(r.seconds)
                 assert r.num_generated_tokens == P * G * T
-                if name == "unift":
-                    stats.append(dict(engine.stats))
+                stats[name].append(dict(getattr(engine, "stats", {})))
         print(
             f"\n{P} prompts x {G} samples x {T} new tokens (batch {P * G}, prompt ~{plen:.0f} "
             f"tokens), {args.repeats} repeats, median:"
@@ -165,12 +168,14 @@ def main() -> None:
                 f"  {name:12s} {s:7.2f} s {P * G * T / s:6.0f} new tokens/s   cpu {c:6.2f} s "
                 f"({P * G * T / c:5.0f} tokens/cpu-s)   runs: {', '.join(f'{x:.2f}' for x in wall[name])}"
             )
-        median_run = sorted(range(len(stats)), key=lambda i: wall["unift"][i])[len(stats) // 2]
-        st = stats[median_run]
-        print(
-            f"  unift split: prefill {st['prefill_s']:.2f}s, decode {st['decode_s']:.2f}s "
-            f"({st['decode_s'] / max(st['steps'], 1) * 1e3:.0f} ms/step)"
-        )
+        for name in runners:
+            median_run = sorted(range(args.repeats), key=lambda i: wall[name][i])[args.repeats // 2]
+            st = stats[name][median_run]
+            if "prefill_s" in st and name != "hf-generate":
+                print(
+                    f"  {name} split: prefill {st['prefill_s']:.2f}s, decode {st['decode_s']:.2f}s "
+                    f"({st['decode_s'] / max(st['steps'], 1) * 1e3:.0f} ms/step)"
+                )
         if "hf-generate" in wall:
             ratio = statistics.median(wall["hf-generate"]) / statistics.median(wall["unift"])
             ratio_cpu = statistics.median(cpu["hf-generate"]) / statistics.median(cpu["unift"])

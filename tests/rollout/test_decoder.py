@@ -16,7 +16,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from unift.rollout.decoder import Decoder, _can_prepack, unsupported_reason
+from unift.rollout.decoder import Decoder, _can_prepack, prompt_layout, unsupported_reason
 
 SMALL = dict(
     vocab_size=300,
@@ -43,13 +43,10 @@ def decoder_logits(
 ):
     """Prefill `prompts` once, then feed `continuation` (P * samples, n) one token per step.
     Returns logits (P * samples, n + 1, V): after the prompt, then after each fed token."""
-    P, Lp = len(prompts), max(map(len, prompts))
-    ids = torch.zeros(P, Lp, dtype=torch.long)
-    valid = torch.zeros(P, Lp, dtype=torch.bool)
-    for i, p in enumerate(prompts):
-        ids[i, Lp - len(p) :] = torch.tensor(p)
-        valid[i, Lp - len(p) :] = True
-    cache, hidden = dec.prefill(ids, valid, max_tokens=8)  # several prefill chunks
+    P = len(prompts)
+    ids, valid, shared = prompt_layout(prompts)
+    Lp = ids.shape[1]
+    cache, hidden = dec.prefill(ids, valid, max_tokens=8, shared=shared)  # several prefill chunks
     row_prompt = [p for p in range(P) for _ in range(samples)]
     rows = dec.new_rows(cache, row_prompt, continuation.shape[1])
     positions = valid.sum(1)[row_prompt]
@@ -90,6 +87,31 @@ def test_decoder_logits_match_transformers(cls, config_cls, extra):
     for r in range(len(prompts) * samples):
         expected = hf_logits(model, prompts[r // samples], continuation[r].tolist())
         torch.testing.assert_close(ours[r], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_layout_puts_the_common_prefix_first():
+    ids, valid, shared = prompt_layout([[7, 8, 9, 1], [7, 8, 2, 3, 4], [7, 8, 9]], pad_id=0)
+    # common prefix [7, 8] (at most min length - 1 = 2), then each rest right-aligned
+    assert shared == 2
+    assert ids.tolist() == [[7, 8, 0, 9, 1], [7, 8, 2, 3, 4], [7, 8, 0, 0, 9]]
+    assert valid.tolist() == [[1, 1, 0, 1, 1], [1, 1, 1, 1, 1], [1, 1, 0, 0, 1]]
+    ids, valid, shared = prompt_layout([[7, 8, 9, 1], [7, 8, 2, 3, 4], [7, 8, 9]], share=False)
+    assert shared == 0 and ids.tolist() == [[0, 7, 8, 9, 1], [7, 8, 2, 3, 4], [0, 0, 7, 8, 9]]
+    assert prompt_layout([[5, 6]])[2] == 0  # one prompt: nothing to share
+    ids, _, shared = prompt_layout([[5, 6], [5, 6]])  # equal prompts keep one token of their own
+    assert ids.tolist() == [[5, 6], [5, 6]] and shared == 1
+
+
+def test_shared_prefix_is_encoded_once_with_the_same_logits():
+    model = random_model(LlamaForCausalLM, LlamaConfig)
+    dec = Decoder(model, torch.float32)
+    head = [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]  # longer than a prefill chunk (8)
+    prompts = [head + [1, 2], head + [3], head + [4, 5, 6, 7]]
+    continuation = torch.tensor([[30, 31], [32, 33], [34, 35]])
+    ours = decoder_logits(dec, prompts, 1, continuation)
+    for r, prompt in enumerate(prompts):
+        torch.testing.assert_close(ours[r], hf_logits(model, prompt, continuation[r].tolist()),
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_bf16_decoder_is_close_to_fp32_transformers():

@@ -14,7 +14,9 @@ with plain tensor ops:
 Layout choices (measurements in docs/LOG.md, 2026-11-22):
 - q/k/v and gate/up are fused into one matrix each; the 1/sqrt(head_dim) attention scale is
   folded into the q weights (or into Qwen3's q-norm weight);
-- `prefill` encodes each distinct prompt once into a *prompt cache* (P, kv_heads, Lp, head_dim);
+- `prefill` encodes each distinct prompt once into a *prompt cache* (P, kv_heads, Lp, head_dim),
+  and the columns all prompts share (system prompt, instructions: `prompt_layout` puts the
+  common prefix first) only once;
   the G samples of a prompt share it during decoding: the prompt part of attention is one
   (S*G x hd) @ (hd x Lp) product per prompt and kv head, so the prompt keys/values are read once
   per prompt instead of once per sample. Decode attention is memory-bound here (the KV cache
@@ -238,6 +240,33 @@ class RowCache:
 
 
 # ---------------------------------------------------------------------------------------------
+# Prompt layout
+
+
+def prompt_layout(prompts: list[list[int]], pad_id: int = 0, share: bool = True) -> tuple[Tensor, Tensor, int]:
+    """ids, valid (P, Lp) and `shared` for `Decoder.prefill`: the prompts' longest common prefix
+    in the first `shared` columns (at most every prompt's length - 1; 0 for one prompt or
+    share=False), then each prompt's rest right-aligned, padding in between, so every prompt ends
+    at column Lp - 1. RL prompts share their system prompt and instructions: the prefill encodes
+    those columns once. Rotary positions count real tokens only, so the padding in the middle
+    changes nothing."""
+    shared = min(len(p) for p in prompts) - 1 if share and len(prompts) > 1 else 0
+    first = prompts[0]
+    for p in prompts[1:]:
+        shared = next((i for i in range(shared) if p[i] != first[i]), shared)
+    Lp = shared + max(len(p) - shared for p in prompts)
+    ids = torch.full((len(prompts), Lp), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(prompts), Lp, dtype=torch.bool)
+    ids[:, :shared] = torch.tensor(first[:shared], dtype=torch.long)
+    valid[:, :shared] = True
+    for i, p in enumerate(prompts):
+        rest = p[shared:]
+        ids[i, Lp - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+        valid[i, Lp - len(rest) :] = True
+    return ids, valid, shared
+
+
+# ---------------------------------------------------------------------------------------------
 # The decoder
 
 
@@ -391,25 +420,42 @@ class Decoder:
 
     @torch.inference_mode()
     def prefill(
-        self, ids: Tensor, valid: Tensor, max_tokens: int = 2048
+        self, ids: Tensor, valid: Tensor, max_tokens: int = 2048, shared: int = 0
     ) -> tuple[PromptCache, Tensor]:
-        """Encode left-padded prompts ids (P, Lp) (`valid` (P, Lp) marks real tokens) into a
-        prompt cache; returns it and the final-normed hidden state at the last column (P, D).
-        At most `max_tokens` query tokens go through one forward (bounds memory)."""
+        """Encode prompts ids (P, Lp) (`valid` (P, Lp) marks real tokens, laid out by
+        `prompt_layout`: every prompt ends at column Lp - 1) into a prompt cache; returns it and
+        the final-normed hidden state at the last column (P, D). The first `shared` columns,
+        identical in every row, are encoded once and copied. At most `max_tokens` query tokens
+        go through one forward (bounds memory)."""
         P, Lp = ids.shape
-        H, KV, hd = self.n_heads, self.n_kv, self.head_dim
-        G = H // KV
-        shape = (P, KV, Lp, hd)
+        shape = (P, self.n_kv, Lp, self.head_dim)
         cache = PromptCache(
             k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
             v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
             mask=torch.zeros(P, Lp).masked_fill_(~valid, NEG_INF),
         )
         positions = (valid.cumsum(1) - 1).clamp_(min=0)  # real tokens at 0..len-1, as HF
+        if shared:  # the common prefix once, as a batch of one, then copied to every prompt
+            first = slice(0, 1)
+            self._encode(ids[first], valid[first], positions[first], [k[first] for k in cache.k],
+                         [v[first] for v in cache.v], 0, shared, max_tokens)
+            for kv in (*cache.k, *cache.v):
+                kv[1:, :, :shared] = kv[:1, :, :shared]
+        x = self._encode(ids, valid, positions, cache.k, cache.v, shared, Lp, max_tokens)
+        return cache, F.rms_norm(x[:, -1], (self.hidden,), self.norm, self.eps)
+
+    def _encode(self, ids, valid, positions, k_caches, v_caches, start: int, end: int, max_tokens: int):
+        """Run prompt columns [start, end) of every row through the layers, writing their keys and
+        values into the caches; each query attends to the real cached columns up to its own.
+        Returns the hidden states of the last chunk of columns (P, T, D)."""
+        P, Lp = ids.shape
+        H, KV, hd = self.n_heads, self.n_kv, self.head_dim
+        G = H // KV
         causal = torch.ones(Lp, Lp, dtype=torch.bool).tril_()
         step = max(1, max_tokens // P)
-        for s in range(0, Lp, step):
-            e = min(Lp, s + step)
+        x = None
+        for s in range(start, end, step):
+            e = min(end, s + step)
             T = e - s
             # query i sees real keys j <= i; a padding query sees itself only (no empty rows)
             allowed = causal[s:e] & valid[:, None, :]  # (P, T, Lp)
@@ -419,7 +465,7 @@ class Decoder:
             )
             cos, sin = self.rope(positions[:, s:e])
             x = F.embedding(ids[:, s:e], self.embed)  # (P, T, D)
-            for layer, k_cache, v_cache in zip(self.layers, cache.k, cache.v, strict=True):
+            for layer, k_cache, v_cache in zip(self.layers, k_caches, v_caches, strict=True):
                 q, k, v = self._qkv(layer, x, cos, sin)
                 k_cache[:, :, s:e] = k.transpose(1, 2)
                 v_cache[:, :, s:e] = v.transpose(1, 2)
@@ -430,7 +476,7 @@ class Decoder:
                 out = torch.matmul(probs, v_cache).view(P, KV, G, T, hd)
                 out = out.permute(0, 3, 1, 2, 4).reshape(P, T, H * hd)
                 x = self._mlp_residual(layer, x, out)
-        return cache, F.rms_norm(x[:, -1], (self.hidden,), self.norm, self.eps)
+        return x
 
     def new_rows(self, prompt: PromptCache, row_prompt: list[int], capacity: int) -> RowCache:
         """Decoding state for sample rows of the prompts in `prompt` (row r continues prompt

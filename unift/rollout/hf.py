@@ -2,8 +2,9 @@
 
 One `generate` call, per chunk of at most `max_batch_size` samples:
 
-1. prefill: each distinct prompt is encoded once (left-padded batch) into a prompt KV cache that
-   its G sample rows share while decoding -- the prompt is never re-encoded or copied G times;
+1. prefill: each distinct prompt is encoded once into a prompt KV cache that its G sample rows
+   share while decoding -- the prompt is never re-encoded or copied G times -- and the prefix
+   all prompts share (system prompt, instructions) is encoded once for all of them;
 2. decode: one token per step for every live row, the per-row KV cache preallocated and grown
    in chunks (`grow_chunk` columns) so attention is always over contiguous tensors;
 3. sampling in fp32 with an explicit seeded `torch.Generator` (`sampling.sample`); EOS and stop
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from unift.rollout.decoder import Decoder, unsupported_reason
+from unift.rollout.decoder import Decoder, prompt_layout, unsupported_reason
 from unift.rollout.engine import Rollouts, draw_seed, resolve_dtype
 from unift.rollout.sampling import StopStrings, sample
 
@@ -53,6 +54,7 @@ class HFEngine:
         prefill_tokens: int = 2048,
         threads: int | None = None,
         prepack: bool | None = None,
+        share_prefix: bool = True,
     ):
         """impl: "decoder" (lean Llama/Qwen decoder), "generate" (transformers), "auto" (decoder
         when supported). grow_chunk: KV-cache columns added at a time. compact_fraction: drop
@@ -60,7 +62,8 @@ class HFEngine:
         prefill forward (bounds its memory). threads: torch threads while generating (restored
         afterwards; None: unchanged). On a shared, busy 2-core machine 1 thread was far faster
         than 2 for decoding (its many small ops wait on descheduled OpenMP threads).
-        prepack: decoder weights in oneDNN's blocked layout (None: when bf16 and available)."""
+        prepack: decoder weights in oneDNN's blocked layout (None: when bf16 and available).
+        share_prefix: encode the prefix all prompts of a call share once (False: per prompt)."""
         self.tokenizer = tokenizer
         self.dtype = resolve_dtype(dtype)
         self.max_batch_size = max_batch_size
@@ -69,6 +72,7 @@ class HFEngine:
         self.prefill_tokens = prefill_tokens
         self.threads = threads
         self.prepack = prepack
+        self.share_prefix = share_prefix
         reason = unsupported_reason(model.config)
         if impl == "auto":
             impl = "decoder" if reason is None else "generate"
@@ -194,14 +198,9 @@ class HFEngine:
         dec = self.decoder
         t0 = time.perf_counter()
         distinct = sorted(set(chunk))
-        P = len(distinct)
-        Lp = max(len(prompts[p]) for p in distinct)
-        ids = torch.full((P, Lp), self.pad_id, dtype=torch.long)
-        valid = torch.zeros(P, Lp, dtype=torch.bool)
-        for i, p in enumerate(distinct):  # left padding: every prompt ends at column Lp - 1
-            ids[i, Lp - len(prompts[p]) :] = torch.tensor(prompts[p])
-            valid[i, Lp - len(prompts[p]) :] = True
-        prompt_cache, hidden = dec.prefill(ids, valid, self.prefill_tokens)
+        ids, valid, shared = prompt_layout([prompts[p] for p in distinct], self.pad_id, self.share_prefix)
+        Lp = ids.shape[1]
+        prompt_cache, hidden = dec.prefill(ids, valid, self.prefill_tokens, shared)
         row_prompt = [distinct.index(p) for p in chunk]  # chunk row -> prefilled prompt
         src = torch.tensor(row_prompt)
         # temperature is applied to the hidden state (B x D) rather than to the logits (B x V)
