@@ -2,10 +2,10 @@
 
 A training step allocates and frees hundreds of MB of activations, gradients and fp32 log-prob
 chunks. glibc serves blocks above its mmap threshold with fresh mmap'd pages and returns them to
-the kernel when freed, so every step first-touches its memory again: on this VM a page fault
-costs about 1 ms per MB, and a third of a training run's CPU time was system time. Turning off
-mmap for allocations and heap trimming lets the next step reuse the same, already mapped pages
-(measured in docs/LOG.md, 2026-11-29). The process keeps its peak heap size until it exits.
+the kernel when freed, so every step first-touches its memory again: on this VM that costs
+about 1 ms per MB. Turning off mmap for allocations and heap trimming lets the next step reuse
+the same, already mapped pages (docs/LOG.md, 2026-11-29: a profiled SFT run's system time
+20.4 -> 12.2 s, a GRPO step ~2% faster). The process keeps its peak heap size until it exits.
 """
 
 from __future__ import annotations
