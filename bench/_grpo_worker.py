@@ -1,6 +1,6 @@
 """One GRPO benchmark measurement in a fresh process (`bench/run.py --only grpo` spawns it).
 
-    python bench/_grpo_worker.py unift --steps 3 --warmup 1            # unift default: bf16-master
+    python bench/_grpo_worker.py unift --steps 3 --warmup 1            # unift default: bf16
     python bench/_grpo_worker.py trl --steps 3 --warmup 1 --precision fp32
 
 Identical work for both frameworks, SmolLM2-135M-Instruct: each step takes 4 Countdown prompts
@@ -190,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("framework", choices=["unift", "trl"])
     parser.add_argument("--precision", default=None, choices=["bf16", "bf16-master", "fp32"],
-                        help="default: bf16-master for unift (its default), fp32 for TRL (plain CPU run)")
+                        help="default: bf16 for unift (its default), fp32 for TRL (plain CPU run)")
     parser.add_argument("--glibc-malloc", action="store_true",
                         help="unift: keep glibc's malloc settings (an ablation of unift.memory)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -200,7 +200,7 @@ def main() -> None:
     torch.set_num_threads(2)
     load_start = os.getloadavg()[0]
     if args.framework == "unift":
-        out = run_unift(args.precision or "bf16-master", args.warmup, args.steps, retain=not args.glibc_malloc)
+        out = run_unift(args.precision or "bf16", args.warmup, args.steps, retain=not args.glibc_malloc)
     else:
         out = run_trl(args.precision or "fp32", args.warmup, args.steps)
     out["rollout_tokens_per_s"] = sum(out["gen_tokens"]) / max(1e-9, sum(out["rollout_s"]))

@@ -9,7 +9,7 @@ batch, the reference pass (no grad), the policy forward and its backward, for
     packed   `token_logps` as the trainer runs it: real tokens only, each prompt once per group
     padded   `token_logps(pack=False)`: the padded batch with its attention mask
 
-interleaved (packed, padded, padded, packed, ...), `--precision` (default bf16-master, as `unift train`), torch's
+interleaved (packed, padded, padded, packed, ...), `--precision` (default bf16, as `unift train`), torch's
 default threads. The
 first repeat of each warms the allocator and is dropped; prints min and median seconds.
 """
@@ -56,7 +56,7 @@ def time_phases(policy, reference, batch, pack: bool, precision: str) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--precision", default="bf16-master", choices=PRECISIONS)
+    parser.add_argument("--precision", default="bf16", choices=PRECISIONS)
     args = parser.parse_args()
     retain_freed_memory()
     policy, batch = grpo_batch(args.precision)

@@ -36,7 +36,7 @@ import torch
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "latest.json"
-UNIFT = "bf16-master"  # unift's default precision (`RunConfig.precision`)
+UNIFT = "bf16"  # unift's default precision (`RunConfig.precision`): fp32 weights + autocast
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,11 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
         elif group == "peak":
             out += [Job(group, "flops", "unift", UNIFT)]
             if not quick:  # without the diagnostics' reference pass (`diagnostics: false`); autocast
-                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", "bf16", "noref")]
+                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", "bf16-master", "noref")]
         elif group == "ablate":
             for bench in ("sft", "dpo"):
                 out += [Job(group, bench, "unift", UNIFT), Job(group, bench, "unift", UNIFT, "malloc"),
-                        Job(group, bench, "unift", "bf16"), Job(group, bench, "unift", "bf16", "unpacked"),
+                        Job(group, bench, "unift", "bf16-master"), Job(group, bench, "unift", UNIFT, "unpacked"),
                         Job(group, bench, "unift", "fp32")]
             out += [Job(group, "sft", "unift", UNIFT, "noref")]
         elif group == "grpo":
@@ -85,7 +85,7 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
     """Seconds per GRPO step, unift versus TRL's GRPOTrainer, on identical work (bench/_grpo_worker.py):
     SmolLM2-135M-Instruct, 4 Countdown prompts x 4 completions x exactly 64 new tokens, the task's
     reward_fn, lr 1e-6, KL coefficient 0.001 (TRL beta, with its reference model). unift runs its
-    default (bf16 weights with fp32 masters, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
+    default (fp32 weights with bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
     Each measurement is a fresh process, one after another, order alternating between repeats."""
     todo = [("unift", UNIFT)] + [("trl", p) for p in trl_precisions]
     results: dict[tuple[str, str], list[dict]] = {job: [] for job in todo}

@@ -1,7 +1,7 @@
 """unift variants that `bench/run.py` measures side by side, to show what each speed-up buys.
 
-    default   unift as `unift train` runs it at the job's precision (unift's default: bf16-master,
-              bf16 weights with fp32 master weights; bf16: fp32 weights with autocast),
+    default   unift as `unift train` runs it at the job's precision (unift's default: bf16, fp32
+              weights with autocast; bf16-master: bf16 weights with fp32 master weights),
               reference pass for the KL / implicit-reward diagnostics on every source
     noref     the same without the reference pass where the objective does not need it
               (train_step's diagnostics_ref=False; SFT only differs)

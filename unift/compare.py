@@ -84,7 +84,7 @@ class Settings:
     """Linear LR warm-up steps."""
     min_lr_ratio: float = 0.1
     """Floor of the cosine decay as a share of lr."""
-    precision: str = "bf16-master"
+    precision: str = "bf16"
     """bf16 (fp32 weights, bf16 autocast), bf16-master (bf16 weights, fp32 master weights) or fp32."""
     max_length: int = 512
     """Longest training sequence (prompt + hint + completion)."""

@@ -125,10 +125,14 @@ class RunConfig:
     max_length: int = 512
     """Prompt + completion tokens per sequence; longer prompts are cut from the left, longer
     completions from the right (counted in `data/truncated`)."""
-    precision: str = "bf16-master"
-    """bf16-master: bf16 weights and activations, fp32 master weights in the optimiser (the
-    fastest here: no casts, half the weight memory; the saved model is bf16, the model that was
-    trained and evaluated); bf16: fp32 weights with bf16 autocast (TRL's `bf16=True`); fp32."""
+    precision: str = "bf16"
+    """bf16: fp32 weights with bf16 autocast on CPU (TRL's `bf16=True`; measured faster than fp32
+    here); fp32: no autocast; bf16-master: bf16 weights and activations with fp32 master
+    weights in the optimiser, 5-7% faster still and half the weight memory, but at fine-tuning
+    learning rates an update stays invisible to the forward pass until its master has moved by
+    half a bf16 step (norm weights near 1.0: 0.004, i.e. ~200 steps at lr 2e-5), and it learnt
+    measurably less in the quickstart's UFT run (docs/LOG.md, 2026-11-29). The saved model is
+    then bf16."""
     diagnostics: bool = True
     """Compute pi_ref's log-probs for the implicit-reward diagnostics even when no objective
     needs them (plain SFT): about a third more compute per step; false skips them."""

@@ -1,7 +1,7 @@
 """The optimiser: AdamW with the fused kernel, on the model's weights or on fp32 master copies.
 
 precision "bf16" (autocast) and "fp32" train fp32 weights: `adamw` updates them in place.
-precision "bf16-master" (the default) trains a bf16 model (forward and backward in bf16, no
+precision "bf16-master" trains a bf16 model (forward and backward in bf16, no
 autocast casts) and keeps fp32 master weights in the optimiser (`MasterAdamW`): bf16 carries 8
 significant bits, so an update of 1e-3 to a weight of 1.0 would round away; the masters
 accumulate it and the model receives their rounding after every step (mixed-precision training
