@@ -130,7 +130,7 @@ class RunConfig:
     here); fp32: no autocast; bf16-master: bf16 weights and activations with fp32 master
     weights in the optimiser, 5-7% faster still and half the weight memory, but at fine-tuning
     learning rates an update stays invisible to the forward pass until its master has moved by
-    half a bf16 step (norm weights near 1.0: 0.004, i.e. ~200 steps at lr 2e-5), and it learnt
+    half a bf16 step (norm weights near 1.0: 0.002-0.004, 100-200 steps at lr 2e-5), and it learnt
     measurably less in the quickstart's UFT run (docs/LOG.md, 2026-11-29). The saved model is
     then bf16."""
     diagnostics: bool = True
