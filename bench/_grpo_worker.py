@@ -29,8 +29,6 @@ import torch
 MODEL = "smollm2-135m-instruct"
 PROMPTS, GENERATIONS, NEW_TOKENS = 4, 4, 64
 LR, KL = 1e-6, 0.001
-PRECISION_NAMES = {"bf16": "fp32 weights + bf16 autocast", "bf16-master": "bf16 weights + fp32 master",
-                   "fp32": "fp32"}
 
 
 def problems(n: int) -> tuple[object, list[dict]]:
@@ -74,7 +72,7 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     from unift.memory import retain_freed_memory
     from unift.models import ReferencePolicy, num_parameters
     from unift.train.optim import adamw
-    from unift.train.step import encode, train_step
+    from unift.train.step import PRECISIONS, encode, train_step
 
     n = PROMPTS * (warmup + steps)
     torch.set_num_threads(2)
@@ -86,7 +84,7 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     # the same problems, in the same order, as the TRL worker
     _, probs = problems(n)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = adamw(params, master=precision == "bf16-master", lr=LR)
+    optimizer = adamw(params, precision=precision, lr=LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     seconds, rollout_s, gen_tokens, completion_mean, rewards = [], [], [], [], []
     metrics: dict = {}
@@ -109,7 +107,7 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     return {"step_s": seconds, "rollout_s": rollout_s, "gen_tokens": gen_tokens,
             "completion_len_mean": completion_mean, "reward_mean": rewards, "loss": metrics.get("loss"),
             "parameters": num_parameters(policy),
-            "precision": f"{PRECISION_NAMES[precision]} training, bf16 rollout engine "
+            "precision": f"{PRECISIONS[precision]} training, bf16 rollout engine "
                          f"({type(engine).__name__}, impl={getattr(engine, 'impl', '?')})"}
 
 
@@ -187,9 +185,11 @@ def run_trl(precision: str, warmup: int, steps: int) -> dict:
 
 
 def main() -> None:
+    from unift.train.step import PRECISIONS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("framework", choices=["unift", "trl"])
-    parser.add_argument("--precision", default=None, choices=["bf16", "bf16-master", "fp32"],
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
                         help="default: bf16 for unift (its default), fp32 for TRL (plain CPU run)")
     parser.add_argument("--glibc-malloc", action="store_true",
                         help="unift: keep glibc's malloc settings (an ablation of unift.memory)")

@@ -141,10 +141,12 @@ def run_trl(bench: str, precision: str, warmup: int, steps: int) -> dict:
 
 
 def main() -> None:
+    from unift.train.step import PRECISIONS
+
     parser = argparse.ArgumentParser()
     parser.add_argument("bench", choices=["sft", "dpo", "flops"])
     parser.add_argument("framework", choices=["unift", "trl"])
-    parser.add_argument("--precision", default="bf16", choices=["bf16", "bf16-master", "fp32"],
+    parser.add_argument("--precision", default="bf16", choices=PRECISIONS,
                         help="TRL: bf16 or fp32 only")
     parser.add_argument("--variant", default="default", help="unift only: see bench/variants.py")
     parser.add_argument("--warmup", type=int, default=1)

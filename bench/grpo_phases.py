@@ -9,9 +9,9 @@ batch, the reference pass (no grad), the policy forward and its backward, for
     packed   `token_logps` as the trainer runs it: real tokens only, each prompt once per group
     padded   `token_logps(pack=False)`: the padded batch with its attention mask
 
-interleaved (packed, padded, padded, packed, ...), `--precision` (default bf16, as `unift train`), torch's
-default threads. The
-first repeat of each warms the allocator and is dropped; prints min and median seconds.
+interleaved (packed, padded, padded, packed, ...), at `--precision` (default bf16, as `unift
+train`), torch's default threads. The first repeat of each warms the allocator and is dropped;
+prints min and median seconds.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
                 out.append(Job(group, group, "trl", "fp32"))
         elif group == "peak":
             out += [Job(group, "flops", "unift", UNIFT)]
-            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`); autocast
+            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`), and bf16-master
                 out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", "bf16-master", "noref")]
         elif group == "ablate":
             for bench in ("sft", "dpo"):
@@ -85,7 +85,8 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
     """Seconds per GRPO step, unift versus TRL's GRPOTrainer, on identical work (bench/_grpo_worker.py):
     SmolLM2-135M-Instruct, 4 Countdown prompts x 4 completions x exactly 64 new tokens, the task's
     reward_fn, lr 1e-6, KL coefficient 0.001 (TRL beta, with its reference model). unift runs its
-    default (fp32 weights with bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run) and, if asked, bf16.
+    default (fp32 weights with bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run)
+    and, if asked, bf16.
     Each measurement is a fresh process, one after another, order alternating between repeats."""
     todo = [("unift", UNIFT)] + [("trl", p) for p in trl_precisions]
     results: dict[tuple[str, str], list[dict]] = {job: [] for job in todo}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from unift.memory import retain_freed_memory
 from unift.train.optim import adamw
+from unift.train.step import PRECISIONS
 
 
 @dataclass
@@ -26,15 +27,14 @@ class Patch:
     step_kwargs: dict = field(default_factory=dict)
 
     def optimizer(self, params, lr: float):
-        return adamw(params, master=self.precision == "bf16-master", lr=lr)  # as `unift train`
+        return adamw(params, precision=self.precision, lr=lr)  # as `unift train`
 
 
 def apply(name: str, policy, precision: str = "bf16") -> Patch:
     """Prepare `policy` (in place) for variant `name`; returns how to drive train_step."""
     if name != "malloc":
         retain_freed_memory()  # as `unift train` does
-    auto = {"bf16": "fp32 weights, bf16 autocast", "bf16-master": "bf16 weights, fp32 master weights",
-            "fp32": "fp32"}[precision]
+    auto = PRECISIONS[precision]
     if name == "default":
         return Patch(precision, auto)
     if name == "malloc":

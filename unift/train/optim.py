@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 
 
-def adamw(params, *, master: bool = False, **kwargs) -> torch.optim.AdamW:
+def adamw(params, *, precision: str = "bf16", **kwargs) -> torch.optim.AdamW:
     """AdamW with the fused kernel: one pass over all parameters instead of a loop of per-tensor
     ops (on this CPU, 135M parameters: 0.06 s per step instead of 0.62 s; docs/LOG.md).
-    master: update fp32 master copies of (bf16) `params` instead (`MasterAdamW`)."""
-    if master:
+    precision "bf16-master": update fp32 master copies of the (bf16) `params` (`MasterAdamW`)."""
+    if precision == "bf16-master":
         return MasterAdamW(params, **kwargs)
     return torch.optim.AdamW(params, fused=True, **kwargs)
 

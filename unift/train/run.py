@@ -142,7 +142,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     sources = build_sources(config, config_dir, policy, tokenizer)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
-    optimizer = adamw(params, master=config.precision == "bf16-master", lr=opt.lr, betas=opt.betas,
+    optimizer = adamw(params, precision=config.precision, lr=opt.lr, betas=opt.betas,
                       weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,

@@ -76,7 +76,11 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
     ]
 
 
-PRECISIONS = ("bf16", "bf16-master", "fp32")
+PRECISIONS = {  # `RunConfig.precision` -> what it means
+    "bf16": "fp32 weights, bf16 autocast",
+    "bf16-master": "bf16 weights, fp32 master weights",
+    "fp32": "fp32",
+}
 
 
 def autocast(precision: str):
