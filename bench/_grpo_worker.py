@@ -71,6 +71,7 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     fixed in-order chunk of problems per step instead of the shuffled stream."""
     from unift.memory import retain_freed_memory
     from unift.models import ReferencePolicy, num_parameters
+    from unift.train import run
     from unift.train.optim import adamw
     from unift.train.step import PRECISIONS, encode, train_step
 
@@ -94,7 +95,8 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
         micro = [[encode(source, chunk, tokenizer, config.max_length, step=step, total_steps=warmup + steps,
                          policy=policy)]]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
-                             grad_clip=config.optim.grad_clip)
+                             grad_clip=config.optim.grad_clip,
+                             diagnostics_ref=run.diagnostics_due(config, step))  # as `unift train`
         elapsed = time.perf_counter() - start
         if step >= warmup:
             seconds.append(elapsed)

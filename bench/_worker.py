@@ -51,7 +51,7 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
 
     kind, objective = ("preference", "dpo-sigmoid") if bench == "dpo" else ("demonstration", "sft")
     config = RunConfig(model=ModelConfig(name=MODEL), max_length=MAX_LENGTH, precision=precision,
-                       sources=[SourceConfig(name=bench, kind=kind, objective=objective,
+                       steps=warmup + steps, sources=[SourceConfig(name=bench, kind=kind, objective=objective,
                                              batch_size=BATCH[bench], beta=0.1)])
     torch.set_num_threads(2)
     run.seed_everything(config.seed)
@@ -69,7 +69,7 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
         start, cpu_start = time.perf_counter(), time.process_time()
         micro = [[encode(source, chunk, tokenizer, MAX_LENGTH)]]  # tokenising is part of unift's step
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=patch.precision,
-                             **patch.step_kwargs)
+                             **{"diagnostics_ref": run.diagnostics_due(config, step), **patch.step_kwargs})
         elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         if step >= warmup:
             seconds.append(elapsed)

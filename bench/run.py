@@ -66,8 +66,9 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
                 out.append(Job(group, group, "trl", "fp32"))
         elif group == "peak":
             out += [Job(group, "flops", "unift", UNIFT)]
-            if not quick:  # without the diagnostics' reference pass (`diagnostics: false`), and bf16-master
-                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", "bf16-master", "noref")]
+            if not quick:  # the diagnostics' reference pass never / every step, and bf16-master
+                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", UNIFT, "diag-every-step"),
+                        Job(group, "flops", "unift", "bf16-master", "noref")]
         elif group == "ablate":
             for bench in ("sft", "dpo"):
                 out += [Job(group, bench, "unift", UNIFT), Job(group, bench, "unift", UNIFT, "malloc"),

@@ -1,10 +1,13 @@
 """unift variants that `bench/run.py` measures side by side, to show what each speed-up buys.
 
     default   unift as `unift train` runs it at the job's precision (unift's default: bf16, fp32
-              weights with autocast; bf16-master: bf16 weights with fp32 master weights),
-              reference pass for the KL / implicit-reward diagnostics on every source
-    noref     the same without the reference pass where the objective does not need it
-              (train_step's diagnostics_ref=False; SFT only differs)
+              weights with autocast; bf16-master: bf16 weights with fp32 master weights), the
+              diagnostics' reference pass where the objective does not need pi_ref (SFT) on the
+              first, every `diagnostics_every`-th and the last step (`run.diagnostics_due`, with
+              the worker's warm-up + timed steps as the run's steps)
+    noref     never that reference pass (`diagnostics: false`; SFT only differs)
+    diag-every-step
+              that reference pass on every step (`diagnostics_every: 1`)
     malloc    the default with glibc's own malloc settings (freed memory goes back to the kernel;
               `unift.memory.retain_freed_memory` not called)
     unpacked  the default with the previous log-prob path (padded rows, full fp32 log-softmax),
@@ -41,6 +44,9 @@ def apply(name: str, policy, precision: str = "bf16") -> Patch:
         return Patch(precision, auto + ", glibc malloc returning freed memory to the kernel")
     if name == "noref":
         return Patch(precision, auto + ", no reference diagnostics", step_kwargs={"diagnostics_ref": False})
+    if name == "diag-every-step":
+        return Patch(precision, auto + ", reference diagnostics every step",
+                     step_kwargs={"diagnostics_ref": True})
     if name == "unpacked":
         import baseline_logprobs
 

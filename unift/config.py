@@ -135,7 +135,13 @@ class RunConfig:
     then bf16."""
     diagnostics: bool = True
     """Compute pi_ref's log-probs for the implicit-reward diagnostics even when no objective
-    needs them (plain SFT): about a third more compute per step; false skips them."""
+    needs them (plain SFT): a reference forward, about a third more compute on the steps that
+    run it (`diagnostics_every`); false never does."""
+    diagnostics_every: int = 10
+    """Run that diagnostics-only reference pass on the first step, every N-th step and the last,
+    like a logging interval (metrics.jsonl rows in between lack the plain-SFT sources' `rewards/`
+    and `kl/ref` keys): on average 1/N of its cost. 1: every step. Objectives that need pi_ref
+    (DPO, UNA, KL terms) compute it every step regardless."""
     gradient_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass instead of storing them:
     far less memory for long or many sequences (RL batches), about a third more compute."""

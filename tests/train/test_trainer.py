@@ -113,6 +113,20 @@ def test_run_directory_layout(tmp_path):
     assert read_metrics(train(second))[0]["loss"] == pytest.approx(math.log(2), rel=1e-5)
 
 
+def test_diagnostics_run_on_the_first_every_nth_and_last_step(tmp_path):
+    """Plain SFT needs pi_ref only for its diagnostics: steps 1, 3, 6 and 7 of 7 with
+    diagnostics_every 3; DPO needs it for its loss, so every step has its rewards."""
+    sources = [source("demonstration", "sft", "demonstrations.jsonl"),
+               source("preference", "dpo-sigmoid", "preferences.jsonl")]
+    _, rows = losses_of(tmp_path, sources, steps=7, diagnostics_every=3)
+    with_sft = [r["step"] for r in rows if "demonstration/rewards/implicit" in r]
+    assert with_sft == [1, 3, 6, 7]
+    assert [r["step"] for r in rows if "demonstration/kl/ref" in r] == with_sft
+    assert all("preference/rewards/margin" in r for r in rows)
+    with pytest.raises(ValueError, match="diagnostics_every"):
+        losses_of(tmp_path / "bad", sources, steps=1, diagnostics_every=0)
+
+
 def test_diagnostics_off_skips_the_reference_pass_for_sft(tmp_path):
     _, rows = losses_of(tmp_path, [source("demonstration", "sft", "demonstrations.jsonl")], steps=1,
                         diagnostics=False)

@@ -116,6 +116,15 @@ def build_policy(config: RunConfig):
     return model, tokenizer
 
 
+def diagnostics_due(config: RunConfig, step: int) -> bool:
+    """Whether step `step` (0-based) runs the diagnostics-only reference pass
+    (`RunConfig.diagnostics_every`). A resumed run keeps the same steps, so its rows match an
+    uninterrupted run's."""
+    if not config.diagnostics:
+        return False
+    return step == 0 or (step + 1) % config.diagnostics_every == 0 or step + 1 == config.steps
+
+
 def save_model(model, tokenizer, out: Path) -> None:
     """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically."""
     tmp = Path(tempfile.mkdtemp(prefix="model.", dir=out.parent))
@@ -127,6 +136,8 @@ def save_model(model, tokenizer, out: Path) -> None:
 
 
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
+    if config.diagnostics_every < 1:
+        raise ValueError(f"diagnostics_every: expected an integer >= 1, got {config.diagnostics_every}")
     dist = dist or init()
     retain_freed_memory()
     if dist.world > 1:  # share the cores between processes
@@ -169,16 +180,19 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
     last: dict = {}
+    latest: dict = {}  # each metric's latest value (diagnostics-only keys come every few steps)
     for step in range(start, config.steps):
         if config.max_flops and flops >= config.max_flops:
             break
         micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
                       policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
-                             grad_clip=opt.grad_clip, diagnostics_ref=config.diagnostics, dist=dist)
+                             grad_clip=opt.grad_clip, dist=dist,
+                             diagnostics_ref=diagnostics_due(config, step))
         # training compute: 6 N per trained token (forward + backward) + 2 N per generated token
         flops += 6 * n_params * metrics["tokens"] + 2 * n_params * _rollout_tokens(metrics, sources)
         last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
+        latest.update(last)
         if writer:
             writer.write(last)
         if progress:
@@ -198,7 +212,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
                         scheduler=scheduler, streams=streams, extra={"flops": flops})
         save_model(policy, tokenizer, run_dir / "model")
         writer.close()
-        _summary(run_dir, last, sources)
+        _summary(run_dir, latest, sources)
     return run_dir
 
 
@@ -256,7 +270,7 @@ def _summary(run_dir: Path, last: dict, sources: list[Source]) -> None:
     from rich.table import Table
 
     columns = [(h, k) for h, k in SUMMARY_COLUMNS if any(f"{s.name}/{k}" in last for s in sources)]
-    table = Table(title=f"implicit-reward diagnostics at step {last.get('step')}")
+    table = Table(title=f"implicit-reward diagnostics, latest values up to step {last.get('step')}")
     for header in ("source", "objective", *(h for h, _ in columns)):
         table.add_column(header)
     names = {id(v): k for k, v in losses.OBJECTIVES.items()}
