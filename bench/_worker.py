@@ -51,7 +51,8 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
 
     kind, objective = ("preference", "dpo-sigmoid") if bench == "dpo" else ("demonstration", "sft")
     config = RunConfig(model=ModelConfig(name=MODEL), max_length=MAX_LENGTH, precision=precision,
-                       steps=warmup + steps, sources=[SourceConfig(name=bench, kind=kind, objective=objective,
+                       steps=warmup + steps,  # the diagnostics' schedule counts to the last step
+                       sources=[SourceConfig(name=bench, kind=kind, objective=objective,
                                              batch_size=BATCH[bench], beta=0.1)])
     torch.set_num_threads(2)
     run.seed_everything(config.seed)
