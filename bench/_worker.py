@@ -11,6 +11,7 @@ fixed, in-order batches every time, and prints one JSON line: per-step seconds a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -58,6 +59,7 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
     run.seed_everything(config.seed)
     policy, tokenizer = run.build_policy(config)
     patch = variants.apply(variant, policy, precision)
+    config = dataclasses.replace(config, **patch.settings)
     reference = ReferencePolicy(policy)
     recs = from_rows(records(bench, BATCH[bench] * (warmup + steps)), kind)
     source = Source(bench, kind, losses.get(objective, kind), None, batch_size=BATCH[bench], beta=0.1)
@@ -70,7 +72,7 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
         start, cpu_start = time.perf_counter(), time.process_time()
         micro = [[encode(source, chunk, tokenizer, MAX_LENGTH)]]  # tokenising is part of unift's step
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=patch.precision,
-                             **{"diagnostics_ref": run.diagnostics_due(config, step), **patch.step_kwargs})
+                             diagnostics_ref=run.diagnostics_due(config, step))  # as `unift train`
         elapsed, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         if step >= warmup:
             seconds.append(elapsed)

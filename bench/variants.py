@@ -27,7 +27,7 @@ from unift.train.step import PRECISIONS
 class Patch:
     precision: str
     describe: str
-    step_kwargs: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # RunConfig fields the variant changes
 
     def optimizer(self, params, lr: float):
         return adamw(params, precision=self.precision, lr=lr)  # as `unift train`
@@ -43,10 +43,10 @@ def apply(name: str, policy, precision: str = "bf16") -> Patch:
     if name == "malloc":
         return Patch(precision, auto + ", glibc malloc returning freed memory to the kernel")
     if name == "noref":
-        return Patch(precision, auto + ", no reference diagnostics", step_kwargs={"diagnostics_ref": False})
+        return Patch(precision, auto + ", no reference diagnostics", settings={"diagnostics": False})
     if name == "diag-every-step":
         return Patch(precision, auto + ", reference diagnostics every step",
-                     step_kwargs={"diagnostics_ref": True})
+                     settings={"diagnostics_every": 1})
     if name == "unpacked":
         import baseline_logprobs
 

@@ -179,7 +179,6 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
         if dist.main and config.eval.task else None
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
-    last: dict = {}
     latest: dict = {}  # each metric's latest value (diagnostics-only keys come every few steps)
     for step in range(start, config.steps):
         if config.max_flops and flops >= config.max_flops:
@@ -191,12 +190,12 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
                              diagnostics_ref=diagnostics_due(config, step))
         # training compute: 6 N per trained token (forward + backward) + 2 N per generated token
         flops += 6 * n_params * metrics["tokens"] + 2 * n_params * _rollout_tokens(metrics, sources)
-        last = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
-        latest.update(last)
+        row = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
+        latest.update(row)
         if writer:
-            writer.write(last)
+            writer.write(row)
         if progress:
-            progress.update(last)
+            progress.update(row)
         if evaluator and evaluator.due(step + 1, flops):
             evaluator(policy, step=step + 1, flops=flops)
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
@@ -205,10 +204,10 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
                                 scheduler=scheduler, streams=streams, extra={"flops": flops})
     if progress:
         progress.close()
-    if evaluator and last and evaluator.last_step != last["step"]:
-        evaluator(policy, step=last["step"], flops=flops)
+    if evaluator and latest and evaluator.last_step != latest["step"]:
+        evaluator(policy, step=latest["step"], flops=flops)
     if dist.main:
-        checkpoint.save(run_dir, step=last.get("step", start), model=policy, optimizer=optimizer,
+        checkpoint.save(run_dir, step=latest.get("step", start), model=policy, optimizer=optimizer,
                         scheduler=scheduler, streams=streams, extra={"flops": flops})
         save_model(policy, tokenizer, run_dir / "model")
         writer.close()
@@ -265,17 +264,17 @@ SUMMARY_COLUMNS = (  # (header, metric key under the source's name); shown when 
 )
 
 
-def _summary(run_dir: Path, last: dict, sources: list[Source]) -> None:
+def _summary(run_dir: Path, latest: dict, sources: list[Source]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = [(h, k) for h, k in SUMMARY_COLUMNS if any(f"{s.name}/{k}" in last for s in sources)]
-    table = Table(title=f"implicit-reward diagnostics, latest values up to step {last.get('step')}")
+    columns = [(h, k) for h, k in SUMMARY_COLUMNS if any(f"{s.name}/{k}" in latest for s in sources)]
+    table = Table(title=f"implicit-reward diagnostics, latest values up to step {latest.get('step')}")
     for header in ("source", "objective", *(h for h, _ in columns)):
         table.add_column(header)
     names = {id(v): k for k, v in losses.OBJECTIVES.items()}
     for s in sources:
-        cells = [last.get(f"{s.name}/{k}") for _, k in columns]
+        cells = [latest.get(f"{s.name}/{k}") for _, k in columns]
         table.add_row(s.name, names[id(s.objective)], *("-" if c is None else f"{c:.4f}" for c in cells))
     console = Console(width=max(120, Console().width))
     console.print(table)
