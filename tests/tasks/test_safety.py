@@ -17,6 +17,9 @@ from unift.tasks import Score
 from .helpers import all_tasks
 
 CANARY = "/tmp/unift_safety_canary"
+# exec(bytes((...))) of the line above in full-width letters: Python reads 'ｅｘｅｃ' as exec
+_CODES = ",".join(str(b) for b in f'__import__("os").system("touch {CANARY}")'.encode())
+FULL_WIDTH = f"ｅｘｅｃ(ｂｙｔｅｓ(({_CODES},)))"
 NESTED = "(" * 10_000 + "1" + ")" * 10_000
 PATHOLOGICAL = [
     "9**9**9**9",
@@ -28,6 +31,7 @@ PATHOLOGICAL = [
     "1e308*1e308",
     "[0]*10**9",
     f'__import__("os").system("touch {CANARY}")',
+    FULL_WIDTH,
     NESTED,
     "",
     "\x00\x01\ud800",

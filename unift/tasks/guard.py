@@ -5,12 +5,17 @@ does: some reasoning-gym datasets score with `eval` or sympy's `parse_expr` (its
 and math-verify simplifies sympy expressions, where 9**9**9**9 or 99999999! never return. So the
 adapters screen the text first and reject, with a reason:
 - `power_problem`: power towers and exponents of 1000 or more ('9**9**9**9', '2^{10000}');
-- `code_problem` (eval-based verifiers only): '__', calls of anything but a few math functions,
-  attribute access, keywords such as import/lambda, sequence repetition, factorials;
+- `code_problem` (eval-based verifiers only): any non-ASCII character, '__', calls of anything
+  but a few math functions, attribute access, keywords such as import/lambda, sequence
+  repetition, factorials. Python reads identifiers in NFKC form, so 'ｅｘｅｃ' (full-width) is
+  `exec` to `eval` but not to an ASCII pattern: callers `normalise` the text first (full-width
+  digits become digits) and hand the normalised text on, and what is still non-ASCII is refused;
 - `sympy_problem`: the same limits on already-parsed sympy expressions (math-verify's parse does
   not evaluate, its verify does).
-`time_limit` then bounds the call with SIGALRM (main thread only; elsewhere it is a no-op and the
-screens are the only protection). Screens reduce the risk; they are not a sandbox.
+`time_limit` bounds a call with SIGALRM (main thread only; elsewhere it is a no-op). Screens
+reduce the risk; they are not a sandbox: reasoning-gym verifiers run in a separate, limited
+process (`sandbox`), whose main thread applies `time_limit` and whose parent kills it when a
+call overruns anyway.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -65,8 +71,17 @@ def power_problem(text: str) -> str | None:
     return None
 
 
+def normalise(text: str) -> str:
+    """`text` in NFKC form: the form Python's parser gives identifiers ('ｅｖａｌ' is eval)."""
+    return unicodedata.normalize("NFKC", text)
+
+
 def code_problem(text: str) -> str | None:
-    """Why `text` is unsafe to give an eval-based verifier, or None."""
+    """Why `text` is unsafe to give an eval-based verifier, or None. Only ASCII passes: the
+    patterns below see what `eval` sees only when no character has another NFKC form."""
+    if not text.isascii():
+        char = next(c for c in text if not c.isascii())
+        return f"the non-ASCII character {char!r} (U+{ord(char):04X}) is not allowed"
     if "__" in text:
         return "double underscores are not allowed"
     if m := _KEYWORDS.search(text):

@@ -10,7 +10,11 @@ match after a JSON round trip. The verifier is the dataset's own `score_answer` 
 <answer> block: its value is the reward (0..1), correct when it is 1.
 
 Some reasoning-gym verifiers evaluate the answer (`eval`, sympy's `parse_expr`). For those the
-answer is screened first (`guard.code_problem`) and every call runs under `guard.time_limit`.
+answer is NFKC-normalised and screened first (`guard.code_problem`: ASCII only, no names but a
+few math functions); the verifier gets the normalised text. Every verifier call, screened or
+not, runs in a separate, resource-limited process with a timeout (`sandbox`): the screens judge
+only the answer, and a verifier may also evaluate a field of the problem (bitwise_arithmetic),
+which may come from a user's file. A call past `timeout` seconds scores 0 and says so.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import random
 from functools import lru_cache
 
-from . import guard
+from . import guard, sandbox
 from .base import ID, Score, Task, split_of, variant
 from .registry import register
 
@@ -47,16 +51,15 @@ def from_json(x):
 
 
 @lru_cache(maxsize=64)
-def _verifier(dataset: str, config_json: str):
-    """A dataset object (for `score_answer`) and whether its verifier evaluates answers."""
+def _risky(dataset: str, config_json: str) -> bool:
+    """Whether the dataset's verifier evaluates answers (its source mentions eval or sympy)."""
     import reasoning_gym
 
     ds = reasoning_gym.create_dataset(dataset, seed=0, size=1, **json.loads(config_json))
     try:
-        risky = any(s in inspect.getsource(type(ds).score_answer) for s in _RISKY)
+        return any(s in inspect.getsource(type(ds).score_answer) for s in _RISKY)
     except (OSError, TypeError):
-        risky = True
-    return ds, risky
+        return True
 
 
 @register("reasoning_gym")
@@ -116,16 +119,29 @@ class ReasoningGym(Task):
                 None,
                 f"The answer is longer than {self.variant['max_answer_chars']} characters.",
             )
+        config_json = json.dumps(self.config, sort_keys=True)
         try:
-            ds, risky = _verifier(self.variant["dataset"], json.dumps(self.config, sort_keys=True))
-            if risky and (why := guard.code_problem(answer)):
+            risky = _risky(self.variant["dataset"], config_json)
+        except Exception as e:  # reasoning-gym refuses the configuration
+            why = type(e).__name__
+            return Score(0.0, False, answer, f"The answer could not be verified ({why}).")
+        if risky:
+            answer = guard.normalise(answer)
+            if why := guard.code_problem(answer):
                 return Score(0.0, False, answer, f"The answer was rejected: {why}.")
-            with guard.time_limit(self.variant["timeout"]):
-                reward = float(ds.score_answer(answer, from_json(problem)))
-        except Exception as e:  # a third-party verifier may fail in any way
-            return Score(
-                0.0, False, answer, f"The answer could not be verified ({type(e).__name__})."
+        return self._verify(problem, answer, config_json)
+
+    def _verify(self, problem: dict, answer: str, config_json: str) -> Score:
+        """The dataset's `score_answer` in the sandbox; a timeout or failure scores 0."""
+        timeout = self.variant["timeout"]
+        try:
+            reward = sandbox.shared().score(
+                self.variant["dataset"], config_json, answer, problem, timeout
             )
+        except TimeoutError:
+            return Score(0.0, False, answer, f"The verifier took longer than {timeout} s.")
+        except sandbox.VerifierError as e:
+            return Score(0.0, False, answer, f"The answer could not be verified ({e}).")
         correct = reward >= 1.0
         return Score(
             reward, correct, answer, "Correct." if correct else "The answer is not correct."
