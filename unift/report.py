@@ -398,7 +398,7 @@ def caveats(c: Comparison) -> list[str]:
     if base is not None and base.get("format_rate", 1) < 0.5:
         out.append(f"The base model writes a parsable answer for only {100 * base['format_rate']:.0f}% of the ID "
                    "problems, so early gains are mostly format learning, which SFT provides directly "
-                   "(METHODS.md section 5: SFT is needed first when the base model cannot follow the format).")
+                   "(docs/methods.md section 5: SFT is needed first when the base model cannot follow the format).")
     unfinished = [e for a in c.arms for e in a.evals if e.get("finished_rate", 1) < 0.9]
     if unfinished:
         worst_row = min(unfinished, key=lambda e: e["finished_rate"])

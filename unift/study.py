@@ -1,4 +1,4 @@
-"""`unift study generalization`: "SFT memorizes, RL generalizes" (Chu et al. 2025; METHODS.md
+"""`unift study generalization`: "SFT memorizes, RL generalizes" (Chu et al. 2025; docs/methods.md
 section 5) on GeneralPoints and Navigation, with `unift compare`'s machinery and report.
 
     unift study generalization                                  # both tasks, viter 1 and 3
@@ -71,7 +71,7 @@ def warmup(s, out: Path, flops: float, overrides: list[str]) -> str:
 def build_study_parser() -> argparse.ArgumentParser:
     p = build_parser("unift study generalization")
     p.description = ("SFT vs RL at equal compute, trained on the ID variant and tested on ID and OOD "
-                     "(METHODS.md section 5), with and without verification iterations.")
+                     "(docs/methods.md section 5), with and without verification iterations.")
     p.epilog = ("examples:\n  unift study generalization\n"
                 "  unift study generalization --task general_points --budget 5e14 --viter 1,3,5\n"
                 "  unift study generalization --task navigation --warmup 1e14")

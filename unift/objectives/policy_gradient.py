@@ -20,13 +20,13 @@ def group_advantages(
 
         A_i = (r_i - mean_group(r)) / (std + eps)
 
-    - "group": std of the rollout's own group (GRPO; METHODS.md section 1);
+    - "group": std of the rollout's own group (GRPO; docs/methods.md section 6.2);
     - "batch": std of all N rewards, the mean still per group (TRL's scale_rewards="batch");
     - "none":  no division, A_i = r_i - mean_group(r) (Dr. GRPO, Liu et al. 2025).
     The std is the unbiased sample std (Bessel's correction, n - 1), as `torch.std` computes
-    it in TRL and in verl's GRPO advantage. eps defaults to 1e-6 as in METHODS.md (TRL uses
-    1e-4). A group whose rewards are all equal gets advantage 0. With group_size 1 the
-    advantage is 0 (no baseline can be formed) and no std is taken.
+    it in TRL and in verl's GRPO advantage. eps defaults to 1e-6 as in the UFT-hint reference
+    code (TRL uses 1e-4). A group whose rewards are all equal gets advantage 0. With group_size 1
+    the advantage is 0 (no baseline can be formed) and no std is taken.
     """
     if rewards.dim() != 1 or group_size < 1 or rewards.numel() % group_size != 0:
         raise ValueError(

@@ -20,7 +20,7 @@ def sft_nll(
     that appears in maximum-likelihood derivations. `normalizer` goes to `aggregate`.
 
     pi_ref does not appear: nothing in this loss holds the model near its starting point
-    (see docs/objectives.md and METHODS.md section 4).
+    (see docs/objectives.md and docs/methods.md section 4).
 
     token_logps: (B, T) log-probs of the demonstration tokens; mask: (B, T).
     Stats: "nll" = mean NLL per masked token (comparable across reductions),

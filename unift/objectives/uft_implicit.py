@@ -11,7 +11,7 @@ and the implicit reward r = beta * x:
 All three raise log pi(y|x) (dL/dx < 0). NLL pushes with the same force however far the
 model has already moved: nothing in it refers to pi_ref, and the implicit-reward reading of
 SFT says why (its KL(pi || pi_ref) term is constant in the policy; Wang et al. 2025, "Implicit
-Reward as the Bridge", METHODS.md section 4). MSE and BCE saturate: once the demonstration is
+Reward as the Bridge", docs/methods.md section 4). MSE and BCE saturate: once the demonstration is
 a few 1/beta nats more likely under pi than under pi_ref, sigma(r) -> 1 and the gradient
 -> 0, so pi_ref keeps regularising. Caveat: the MSE gradient also vanishes when r is very
 negative (sigma(r) -> 0); BCE's does not (it tends to -beta). With a small beta and a policy
@@ -20,7 +20,7 @@ that starts at pi_ref, r starts at 0, where both are at work.
 Sources and what is ours:
 - MSE: Wang et al., "UFT: Unifying Fine-Tuning of SFT and RLHF/DPO/UNA through a Generalized
   Implicit Reward Function" (2024): demonstrations as UNA feedback with score 1, MSE
-  (METHODS.md section 3).
+  (docs/methods.md section 3).
 - BCE: ours. It is UNA's binary BCE (Wang et al. 2024, UNA) with label 1, applied to
   demonstrations; offered as an SFT objective that keeps pi_ref in the gradient, in the spirit
   of remedy (b) of the bridge paper, whose own per-token formulas we did not have.

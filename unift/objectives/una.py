@@ -5,7 +5,7 @@ Implicit Reward Function" (2024). The implicit reward of a completion is
 r = beta * (log pi(y|x) - log pi_ref(y|x)) on sequence log-probs (sum over completion tokens),
 its implicit score is sigma(r), and the loss compares sigma(r) with the feedback.
 The paper prints a minus sign in front of its MSE; the loss minimised here is the positive
-square (METHODS.md section 2). Equation numbers are not pinned here.
+square (docs/methods.md section 2). Equation numbers are not pinned here.
 """
 
 import torch

@@ -1,7 +1,8 @@
 """Hint schedules: how much of the reference solution opens each prompt's rollouts.
 
 Source: Liu, Farina, Ozdaglar, "UFT: Unifying Supervised and Reinforcement Fine-Tuning" (2025),
-section 3 and its reference code, as restated in METHODS.md section 1.
+section 3 and its reference code; docs/methods.md section 1.1 describes the schedules and
+section 1.5 where unift differs from that code.
 
 A solution is a list of pieces (`task.solution_steps`). With num = min(L, len(pieces)) the cut
 points are c_i = round(i / num * len(pieces)), i = 0..num; a hint of length k is

@@ -1,5 +1,5 @@
-"""Algorithms as presets of one trainer (METHODS.md section 1): each is a few config lines on a
-task source, merged under what the source's own config says (the config wins).
+"""Algorithms as presets of one trainer (docs/methods.md section 1.3): each is a few config lines
+on a task source, merged under what the source's own config says (the config wins).
 
     sources:
       - {kind: task, task: countdown, objective: grpo, preset: uft}

@@ -2,7 +2,7 @@
 
 A task turns a plain JSON-serialisable problem dict into chat messages (or raw text for base
 models), scores a completion with a `Score`, and cuts a correct answer into `solution_steps`
-(the hints of UFT-hint: METHODS.md section 1). Named variants split in-distribution (ID) from
+(the hints of UFT-hint: docs/methods.md section 1.1). Named variants split in-distribution (ID) from
 out-of-distribution (OOD) settings; `get(name, variant="ood", key=value)` resolves them.
 
 Train/test split: a problem belongs to the test split when a hash of its `split_key` falls

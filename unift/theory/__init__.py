@@ -1,7 +1,7 @@
 """Theory simulator: RFT needs ~B^H leaf visits on a search tree, UFT a polynomial in H.
 
 Liu, Farina, Ozdaglar (2025), "UFT: Unifying Supervised and Reinforcement Fine-Tuning", theory
-section (restated in the project's METHODS.md reference, section 1, "Theory").
+section; described in docs/methods.md section 1.4.
 Stages, one module each:
     tree.py      the task (deterministic tree, leaf rewards) and one iteration's stages:
                  rollout -> group_advantages -> mirror_update -> pass_at_1

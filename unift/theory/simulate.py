@@ -44,7 +44,8 @@ class SimConfig:
     max_visits: int = 1_000_000
     """Give up (and report the point as capped) after this many leaf visits."""
     schedule: str = "uniform"
-    """UFT hint lengths: 'uniform' (l ~ Uniform{0..H}, the theory's) or 'cosine' (METHODS.md)."""
+    """UFT hint lengths: 'uniform' (l ~ Uniform{0..H}, the theory's) or 'cosine' (the trainer's
+    schedule, docs/methods.md section 1.1, with the reference code's step phase, section 1.5)."""
     hint_iters: int = 0
     """Cosine schedule: T_hint in iterations (no hint afterwards); 0 means 40 * H."""
     hint_pieces: int = 5
@@ -58,7 +59,7 @@ def hint_lengths(
 ) -> np.ndarray:
     """(groups,) hint length l for each group at iteration `it` (0-based).
 
-    rft: l = 0. uft/uniform: l ~ Uniform{0, ..., H}. uft/cosine (METHODS.md section 1):
+    rft: l = 0. uft/uniform: l ~ Uniform{0, ..., H}. uft/cosine (docs/methods.md section 1.1):
     num = min(L, H), cut points c_i = round(i/num * H), k ~ Binomial(num, p(t)) with
     p(t) = p_low + (p_high - p_low)/2 * (1 + cos(pi t / T_hint)), p_low 0.05, p_high 0.95,
     t = it + 1 in 1..T_hint; after T_hint no hint; l = c_k.
