@@ -18,6 +18,7 @@ and generated tokens per step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -54,8 +55,9 @@ def unift_setup(precision: str, n: int):
                                  params={"c_kl": KL, "c_ent": 0.0, "c_nll": 0.0})  # preset rft, no entropy
     config = RunConfig(model=ModelConfig(name=MODEL), precision=precision, sources=[source_config])
     run.seed_everything(config.seed)
-    policy, tokenizer = run.build_policy(config)
-    (source,) = run.build_sources(config, pathlib.Path("."), policy, tokenizer)
+    policy, tokenizer, choice = run.build_policy(config)  # resolves auto as `unift train` does
+    config = dataclasses.replace(config, precision=choice.train)
+    (source,) = run.build_sources(config, pathlib.Path("."), policy, tokenizer, rollout_dtype=choice.rollout)
     engine = source.rollout.engine
     generate = engine.generate
 
@@ -63,7 +65,7 @@ def unift_setup(precision: str, n: int):
         return generate(*a, **{**kw, "ignore_eos": True})
 
     engine.generate = forced
-    return policy, tokenizer, source, config
+    return policy, tokenizer, source, config  # config.precision: resolved (never auto)
 
 
 def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> dict:
@@ -73,7 +75,8 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     from unift.models import ReferencePolicy, num_parameters
     from unift.train import run
     from unift.train.optim import adamw
-    from unift.train.step import PRECISIONS, encode, train_step
+    from unift.precision import PRECISIONS
+    from unift.train.step import encode, train_step
 
     n = PROMPTS * (warmup + steps)
     torch.set_num_threads(2)
@@ -85,7 +88,7 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     # the same problems, in the same order, as the TRL worker
     _, probs = problems(n)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = adamw(params, precision=precision, lr=LR)
+    optimizer = adamw(params, precision=config.precision, lr=LR)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     seconds, rollout_s, gen_tokens, completion_mean, rewards = [], [], [], [], []
     metrics: dict = {}
@@ -109,8 +112,9 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     return {"step_s": seconds, "rollout_s": rollout_s, "gen_tokens": gen_tokens,
             "completion_len_mean": completion_mean, "reward_mean": rewards, "loss": metrics.get("loss"),
             "parameters": num_parameters(policy),
-            "precision": f"{PRECISIONS[precision]} training, bf16 rollout engine "
-                         f"({type(engine).__name__}, impl={getattr(engine, 'impl', '?')})"}
+            "precision": f"{PRECISIONS[config.precision]} training, {engine.dtype} rollout engine "
+                         f"({type(engine).__name__}, impl={getattr(engine, 'impl', '?')})",
+            "resolved": config.precision}
 
 
 # -- TRL --------------------------------------------------------------------------------------
@@ -187,12 +191,12 @@ def run_trl(precision: str, warmup: int, steps: int) -> dict:
 
 
 def main() -> None:
-    from unift.train.step import PRECISIONS
+    from unift.precision import PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("framework", choices=["unift", "trl"])
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
-                        help="default: bf16 for unift (its default), fp32 for TRL (plain CPU run)")
+                        help="default: auto for unift (its default), fp32 for TRL (plain CPU run)")
     parser.add_argument("--glibc-malloc", action="store_true",
                         help="unift: keep glibc's malloc settings (an ablation of unift.memory)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -202,7 +206,7 @@ def main() -> None:
     torch.set_num_threads(2)
     load_start = os.getloadavg()[0]
     if args.framework == "unift":
-        out = run_unift(args.precision or "bf16", args.warmup, args.steps, retain=not args.glibc_malloc)
+        out = run_unift(args.precision or "auto", args.warmup, args.steps, retain=not args.glibc_malloc)
     else:
         out = run_trl(args.precision or "fp32", args.warmup, args.steps)
     out["rollout_tokens_per_s"] = sum(out["gen_tokens"]) / max(1e-9, sum(out["rollout_s"]))

@@ -1,7 +1,7 @@
 """One benchmark measurement in a fresh process: `bench/run.py` spawns this once per
 (benchmark, framework, precision, repeat), so frameworks never share torch state or threads.
 
-    python bench/_worker.py sft unift --precision bf16 --warmup 1 --steps 4
+    python bench/_worker.py sft unift --precision auto --warmup 1 --steps 4
 
 Loads the model, runs `warmup` untimed steps, then `steps` timed optimiser steps on the same
 fixed, in-order batches every time, and prints one JSON line: per-step seconds and units
@@ -57,8 +57,8 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
                                              batch_size=BATCH[bench], beta=0.1)])
     torch.set_num_threads(2)
     run.seed_everything(config.seed)
-    policy, tokenizer = run.build_policy(config)
-    patch = variants.apply(variant, policy, precision)
+    policy, tokenizer, choice = run.build_policy(config)  # resolves auto as `unift train` does
+    patch = variants.apply(variant, policy, choice.train)
     config = dataclasses.replace(config, **patch.settings)
     reference = ReferencePolicy(policy)
     recs = from_rows(records(bench, BATCH[bench] * (warmup + steps)), kind)
@@ -79,7 +79,7 @@ def run_unift(bench: str, precision: str, warmup: int, steps: int, variant: str)
             cpu.append(cpu_s)
             units.append(len(chunk) if bench == "dpo" else metrics["tokens"])
     return {"step_s": seconds, "cpu_s": cpu, "units": units, "parameters": num_parameters(policy),
-            "loss": metrics["loss"], "precision": patch.describe}
+            "loss": metrics["loss"], "precision": patch.describe, "resolved": choice.train}
 
 
 # -- TRL --------------------------------------------------------------------------------------
@@ -144,12 +144,12 @@ def run_trl(bench: str, precision: str, warmup: int, steps: int) -> dict:
 
 
 def main() -> None:
-    from unift.train.step import PRECISIONS
+    from unift.precision import PRECISIONS
 
     parser = argparse.ArgumentParser()
     parser.add_argument("bench", choices=["sft", "dpo", "flops"])
     parser.add_argument("framework", choices=["unift", "trl"])
-    parser.add_argument("--precision", default="bf16", choices=PRECISIONS,
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="TRL: bf16 or fp32 only")
     parser.add_argument("--variant", default="default", help="unift only: see bench/variants.py")
     parser.add_argument("--warmup", type=int, default=1)

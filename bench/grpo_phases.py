@@ -9,7 +9,7 @@ batch, the reference pass (no grad), the policy forward and its backward, for
     packed   `token_logps` as the trainer runs it: real tokens only, each prompt once per group
     padded   `token_logps(pack=False)`: the padded batch with its attention mask
 
-interleaved (packed, padded, padded, packed, ...), at `--precision` (default bf16, as `unift
+interleaved (packed, padded, padded, packed, ...), at `--precision` (default auto, as `unift
 train`), torch's default threads. The first repeat of each warms the allocator and is dropped;
 prints min and median seconds.
 """
@@ -31,13 +31,14 @@ import _grpo_worker as worker  # noqa: E402
 from unift.memory import retain_freed_memory  # noqa: E402
 from unift.models import ReferencePolicy  # noqa: E402
 from unift.train.logprobs import token_logps  # noqa: E402
-from unift.train.step import PRECISIONS, autocast, encode  # noqa: E402
+from unift.precision import PRECISIONS  # noqa: E402
+from unift.train.step import autocast, encode  # noqa: E402
 
 
 def grpo_batch(precision: str):
     policy, tokenizer, source, config = worker.unift_setup(precision, worker.PROMPTS)
     _, problems = worker.problems(worker.PROMPTS)
-    return policy, encode(source, problems, tokenizer, config.max_length, policy=policy).batch
+    return policy, encode(source, problems, tokenizer, config.max_length, policy=policy).batch, config.precision
 
 
 def time_phases(policy, reference, batch, pack: bool, precision: str) -> dict[str, float]:
@@ -56,10 +57,10 @@ def time_phases(policy, reference, batch, pack: bool, precision: str) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--precision", default="bf16", choices=PRECISIONS)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = parser.parse_args()
     retain_freed_memory()
-    policy, batch = grpo_batch(args.precision)
+    policy, batch, args.precision = grpo_batch(args.precision)  # auto resolved
     reference = ReferencePolicy(policy)
     print(f"batch {tuple(batch.input_ids.shape)}: {batch.num_tokens} real tokens, "
           f"{int(batch.loss_mask.sum())} completion tokens; threads {torch.get_num_threads()}")

@@ -1,5 +1,6 @@
-"""Rollout speed: unift's "hf" engine (lean bf16 decoder) vs transformers `generate` on a bf16
-copy, side by side in the same run (this machine is shared and noisy: compare ratios).
+"""Rollout speed: unift's "hf" engine (lean decoder, dtype auto) vs transformers `generate` on a
+copy in the same dtype, side by side in the same run (this machine is shared and noisy: compare
+ratios).
 
     .venv/bin/python bench/rollout_speed.py                     # 16x4x64 and the GRPO 4x4x64
     .venv/bin/python bench/rollout_speed.py --threads 1 --ablations --no-hf --no-grpo
@@ -11,11 +12,12 @@ engine, interleaved; the median is reported, with the process CPU time (less sen
 time to other processes taking the cores).
 
 --ablations adds variants of the engine, one lever changed each:
-    fp32            weights and KV cache in fp32 instead of bf16
+    fp32, bf16      weights and KV cache in that dtype (the default, auto, is whichever measured
+                    faster on this CPU: `unift.precision`)
     no-sharing      each sample prefilled and attended as its own prompt (prompt repeated G times,
                     num_samples=1): no shared prefill, no shared prompt keys/values
     grow-16         KV cache grown 16 columns at a time instead of 128 (more copies, less waste)
-    no-prepack      plain row-major bf16 weights instead of oneDNN-prepacked ones
+    no-prepack      plain row-major weights instead of oneDNN-prepacked ones
     no-prefix       the prefix all prompts share (system prompt, instructions) encoded with each
                     prompt instead of once
 """
@@ -29,6 +31,7 @@ import time
 
 import torch
 
+from unift import precision
 from unift.models import load
 from unift.rollout import make_engine
 
@@ -75,12 +78,14 @@ def build_runners(model, tokenizer, args):
     runners = {"unift": (ours, plain(ours))}
     if args.ablations:
         fp32 = make_engine("hf", model, tokenizer, dtype="float32", grow_chunk=args.grow_chunk)
+        bf16 = make_engine("hf", model, tokenizer, dtype="bfloat16", grow_chunk=args.grow_chunk)
         grow16 = make_engine("hf", model, tokenizer, grow_chunk=16)
         unpacked = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk, prepack=False)
         unshared_prefix = make_engine("hf", model, tokenizer, grow_chunk=args.grow_chunk, share_prefix=False)
         runners.update(
             {
                 "fp32": (fp32, plain(fp32)),
+                "bf16": (bf16, plain(bf16)),
                 "no-sharing": (ours, unshared(ours)),
                 "grow-16": (grow16, plain(grow16)),
                 "no-prepack": (unpacked, plain(unpacked)),
@@ -134,9 +139,11 @@ def main() -> None:
     t0 = time.perf_counter()
     ours.sync(model)
     t_sync = time.perf_counter() - t0
+    print(f"cpu {precision.cpu_model()} [{' '.join(precision.cpu_flags())}], torch capability "
+          f"{precision.capability()}")
     print(
         f"model {args.model}  threads {torch.get_num_threads()}  engines built in {t_build:.2f}s  "
-        f"sync (fp32 -> bf16 copy) {t_sync:.3f}s"
+        f"sync (fp32 -> {ours.dtype} copy) {t_sync:.3f}s"
     )
 
     settings = [(args.prompts, args.samples, args.new_tokens)]

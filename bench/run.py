@@ -14,6 +14,7 @@ the machine's load hits every framework alike. A measurement excludes model load
     peak    bf16 / fp32 2048x2048 matmul GFLOP/s, and unift's training FLOP/s (6 N per token)
             on rows of exactly 256 tokens as a fraction of the bf16 peak measured around it
     ablate  unift variants (bench/variants.py) side by side with unift's default
+    precision  unift's default (precision auto) against explicit bf16 and fp32, sft and dpo
     grpo    seconds per GRPO step, 4 prompts x 4 completions x 64 new tokens (bench/_grpo_worker.py)
 
 Results: a table on stdout and bench/results/latest.json.
@@ -36,7 +37,7 @@ import torch
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "latest.json"
-UNIFT = "bf16"  # unift's default precision (`RunConfig.precision`): fp32 weights + autocast
+UNIFT = "auto"  # unift's default precision (`RunConfig.precision`): bf16 autocast or fp32, as measured
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,12 @@ class Job:
         return name if self.variant == "default" else f"{name} {self.variant}"
 
 
-def jobs(groups: list[str], quick: bool) -> list[Job]:
+def jobs(groups: list[str], quick: bool, trl: list[str]) -> list[Job]:
     out: list[Job] = []
     for group in groups:
         if group in ("sft", "dpo"):
-            out += [Job(group, group, "unift", UNIFT), Job(group, group, "trl", "bf16")]
-            if not quick:
-                out.append(Job(group, group, "trl", "fp32"))
+            out += [Job(group, group, "unift", UNIFT)]
+            out += [Job(group, group, "trl", p) for p in (trl[:1] if quick else trl)]
         elif group == "peak":
             out += [Job(group, "flops", "unift", UNIFT)]
             if not quick:  # the diagnostics' reference pass never / every step, and bf16-master
@@ -75,10 +75,14 @@ def jobs(groups: list[str], quick: bool) -> list[Job]:
                         Job(group, bench, "unift", "bf16-master"), Job(group, bench, "unift", UNIFT, "unpacked"),
                         Job(group, bench, "unift", "fp32")]
             out += [Job(group, "sft", "unift", UNIFT, "noref")]
+        elif group == "precision":  # auto against both explicit precisions, same process set-up
+            for bench in ("sft", "dpo"):
+                out += [Job(group, bench, "unift", UNIFT), Job(group, bench, "unift", "bf16"),
+                        Job(group, bench, "unift", "fp32")]
         elif group == "grpo":
             pass  # run by `bench_grpo` from main: its own worker (bench/_grpo_worker.py) and table
         else:
-            raise SystemExit(f"unknown benchmark {group!r}: sft, dpo, grpo, peak, ablate")
+            raise SystemExit(f"unknown benchmark {group!r}: sft, dpo, grpo, peak, ablate, precision")
     return out
 
 
@@ -86,8 +90,9 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
     """Seconds per GRPO step, unift versus TRL's GRPOTrainer, on identical work (bench/_grpo_worker.py):
     SmolLM2-135M-Instruct, 4 Countdown prompts x 4 completions x exactly 64 new tokens, the task's
     reward_fn, lr 1e-6, KL coefficient 0.001 (TRL beta, with its reference model). unift runs its
-    default (fp32 weights with bf16 autocast, bf16 rollouts); TRL runs fp32 (its plain CPU run)
-    and, if asked, bf16.
+    default (precision auto: bf16 or fp32 training and rollouts, whichever measured faster on this
+    CPU); TRL runs the precisions asked for (default fp32 and bf16), and the ratio is taken
+    against TRL's fastest.
     Each measurement is a fresh process, one after another, order alternating between repeats."""
     todo = [("unift", UNIFT)] + [("trl", p) for p in trl_precisions]
     results: dict[tuple[str, str], list[dict]] = {job: [] for job in todo}
@@ -124,6 +129,8 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
                      "completion_len_mean": statistics.mean(c for r in res for c in r["completion_len_mean"]),
                      "precision_used": res[0]["precision"], "runs": res})
     unift = next((r for r in rows if r["framework"] == "unift"), None)
+    trl_rows = [r for r in rows if r["framework"] == "trl"]
+    best_trl = min(trl_rows, key=lambda r: r["step_s_median"]) if trl_rows else None
     lines = [f"{'grpo':<6} {'who':<11} {'s/step':>8} {'rollout s':>10} {'roll tok/s':>11} {'gen tok':>8} "
              f"{'compl len':>9} {'TRL/unift':>9}  per repeat (s/step)", "-" * 100]
     for row in rows:
@@ -137,6 +144,8 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
     print("\n".join(lines))
     print(f"\n{repeats} repeat(s) x {steps} timed step(s) after {warmup} warm-up step(s); medians of the "
           f"per-repeat medians; TRL/unift = TRL seconds per step / unift seconds per step (> 1: unift faster)."
+          + (f" TRL's fastest here: {best_trl['precision']} ({best_trl['ratio_vs_unift']:.2f}x); unift resolved "
+             f"auto to {unift['runs'][0].get('resolved')}." if best_trl and unift else "")
           + (f" FAILED: {', '.join(failures)}" if failures else ""))
     return {"rows": rows, "failures": failures,
             "settings": {"repeats": repeats, "timed_steps": steps, "warmup_steps": warmup,
@@ -168,42 +177,49 @@ def summarise(job: Job, results: list[dict]) -> dict:
     row = {**asdict(job), "label": job.label, "unit": "pairs/s" if job.bench == "dpo" else "tokens/s",
            "per_repeat": rates, "median": statistics.median(rates), "max": max(rates),
            "best_step": max(steps),
-           "precision_used": results[0]["precision"], "runs": results}
+           "precision_used": results[0]["precision"], "resolved": results[0].get("resolved"), "runs": results}
     if job.bench == "flops":
         n = results[0]["parameters"]
-        peaks = [(r["peak_before"]["bf16"] + r["peak_after"]["bf16"]) / 2 for r in results]
+        kind = "fp32" if results[0].get("resolved", job.precision) == "fp32" else "bf16"  # the peak it runs at
+        peaks = [(r["peak_before"][kind] + r["peak_after"][kind]) / 2 for r in results]
         fractions = [6 * n * rate / (peak * 1e9) for rate, peak in zip(rates, peaks, strict=True)]
-        row.update(parameters=n, train_gflops=[6 * n * r / 1e9 for r in rates], peak_bf16_gflops=peaks,
+        row.update(parameters=n, train_gflops=[6 * n * r / 1e9 for r in rates], peak_kind=kind,
+                   peak_bf16_gflops=[(r["peak_before"]["bf16"] + r["peak_after"]["bf16"]) / 2 for r in results],
                    peak_fp32_gflops=[(r["peak_before"]["fp32"] + r["peak_after"]["fp32"]) / 2 for r in results],
                    fraction_of_peak=fractions, fraction_median=statistics.median(fractions))
     return row
 
 
-def reference_label(group: str, bench: str) -> str:
-    """What a row's ratio is taken against: TRL bf16 for the comparisons, unift's default for
-    the ablations (a ratio > 1 means faster than the reference)."""
-    return f"unift {UNIFT}" if group in ("ablate", "peak") else "TRL bf16 autocast"
+def reference(row: dict, rows: list[dict]) -> dict | None:
+    """What a row's ratio is taken against (a ratio > 1 means faster than it): TRL in its fastest
+    precision on this CPU for the comparisons, unift's default for the ablations and the peak."""
+    peers = [r for r in rows if r["group"] == row["group"] and r["bench"] == row["bench"]]
+    if row["group"] in ("ablate", "peak", "precision"):
+        return next((r for r in peers if r["label"] == f"unift {UNIFT}"), None)
+    return max((r for r in peers if r["framework"] == "trl"), key=lambda r: r["median"], default=None)
 
 
 def table(rows: list[dict]) -> str:
     lines = [f"{'benchmark':<12} {'who':<26} {'median':>9} {'best':>9} {'ratio':>6} {'best/best':>9}  per repeat",
              "-" * 90]
     for row in rows:
-        ref = next((r for r in rows if r["group"] == row["group"] and r["bench"] == row["bench"]
-                    and r["label"] == reference_label(row["group"], row["bench"])), None)
+        ref = reference(row, rows)
         ratio = f"{row['median'] / ref['median']:.2f}" if ref else "-"
         best_ratio = f"{row['best_step'] / ref['best_step']:.2f}" if ref else "-"
         name = f"{row['group']}/{row['bench']}" if row["group"] != row["bench"] else row["group"]
         per = ", ".join(f"{v:.1f}" if v >= 10 else f"{v:.3f}" for v in row["per_repeat"])
         fmt = (lambda v: f"{v:9.1f}") if row["median"] >= 10 else (lambda v: f"{v:9.3f}")
-        lines.append(f"{name:<12} {row['label']:<26} {fmt(row['median'])} {fmt(row['best_step'])} {ratio:>6} "
+        who = row["label"] + (f" ({row['resolved']})" if row.get("resolved") and row["precision"] == "auto" else "")
+        lines.append(f"{name:<12} {who:<26} {fmt(row['median'])} {fmt(row['best_step'])} {ratio:>6} "
                      f"{best_ratio:>9}  "
                      f"[{per}] {row['unit']}")
         if row["bench"] == "flops":
+            kind = row.get("peak_kind", "bf16")
+            other = "fp32" if kind == "bf16" else "bf16"
             lines.append(f"{'':<12} {'':<26} train {statistics.median(row['train_gflops']):.1f} GFLOP/s = "
-                         f"{100 * row['fraction_median']:.0f}% of bf16 peak "
-                         f"{statistics.median(row['peak_bf16_gflops']):.0f} GFLOP/s "
-                         f"(fp32 peak {statistics.median(row['peak_fp32_gflops']):.0f}); per repeat "
+                         f"{100 * row['fraction_median']:.0f}% of the {kind} peak "
+                         f"{statistics.median(row[f'peak_{kind}_gflops']):.0f} GFLOP/s "
+                         f"({other} peak {statistics.median(row[f'peak_{other}_gflops']):.0f}); per repeat "
                          f"{', '.join(f'{100 * f:.0f}%' for f in row['fraction_of_peak'])}")
     return "\n".join(lines)
 
@@ -223,17 +239,23 @@ def machine() -> dict:
         trl_version = trl.__version__
     except ImportError:
         trl_version = None
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
+    from unift import precision
+
+    isa = {k: os.environ[k] for k in precision._ISA_ENV if os.environ.get(k)}
+    return {"cpu": model, "flags": precision.cpu_flags(), "capability": precision.capability(),
+            "imitated_isa": isa or None, "cores": os.cpu_count(), "torch": torch.__version__,
             "transformers": transformers.__version__, "trl": trl_version, "python": platform.python_version()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="sft,dpo,peak", help="comma list of sft,dpo,grpo,peak,ablate")
+    parser.add_argument("--only", default="sft,dpo,peak", help="comma list of sft,dpo,grpo,peak,ablate,precision")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed optimiser steps per repeat")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--quick", action="store_true", help="1 repeat of 1 timed step, TRL bf16 only")
+    parser.add_argument("--quick", action="store_true", help="1 repeat of 1 timed step, the first --trl only")
+    parser.add_argument("--trl", default="bf16,fp32",
+                        help="sft/dpo: TRL precisions to run (bf16,fp32); the ratio is taken against the fastest")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--grpo-trl", default="fp32,bf16", help="grpo: TRL precisions to run (fp32,bf16)")
     parser.add_argument("--report", type=Path, help="only re-print the table of a results JSON")
@@ -247,8 +269,9 @@ def main() -> None:
     if args.quick:
         args.repeats, args.steps = 1, 1
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
-    todo = jobs(groups, args.quick)
+    todo = jobs(groups, args.quick, [p.strip() for p in args.trl.split(",") if p.strip()])
     started = time.time()
+    print("machine:", json.dumps(machine()), flush=True)
     if "grpo" in groups:
         grpo = bench_grpo(args.repeats, args.steps, args.warmup,
                           [p.strip() for p in args.grpo_trl.split(",") if p.strip()])
@@ -284,7 +307,7 @@ def main() -> None:
     print(f"\n{args.repeats} repeat(s) x {args.steps} timed step(s) after {args.warmup} warm-up step(s); "
           f"median of the per-repeat throughputs, best single step; ratio = median / the group's reference, "
           f"best/best = best step / the reference's best step "
-          f"(TRL bf16 autocast for sft/dpo, unift {UNIFT} for ablate/peak). "
+          f"(TRL's fastest precision for sft/dpo, unift {UNIFT} for ablate/peak). "
           f"{time.time() - started:.0f} s in all; JSON: {args.out}")
 
 

@@ -1,7 +1,8 @@
 """unift variants that `bench/run.py` measures side by side, to show what each speed-up buys.
 
-    default   unift as `unift train` runs it at the job's precision (unift's default: bf16, fp32
-              weights with autocast; bf16-master: bf16 weights with fp32 master weights), the
+    default   unift as `unift train` runs it at the job's precision (unift's default: auto, bf16
+              autocast of fp32 weights or fp32, whichever measured faster on this CPU;
+              bf16-master: bf16 weights with fp32 master weights), the
               diagnostics' reference pass where the objective does not need pi_ref (SFT) on the
               first, every `diagnostics_every`-th and the last step (`run.diagnostics_due`, with
               the worker's warm-up + timed steps as the run's steps)
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from unift.memory import retain_freed_memory
 from unift.train.optim import adamw
-from unift.train.step import PRECISIONS
+from unift.precision import PRECISIONS
 
 
 @dataclass
@@ -33,8 +34,9 @@ class Patch:
         return adamw(params, precision=self.precision, lr=lr)  # as `unift train`
 
 
-def apply(name: str, policy, precision: str = "bf16") -> Patch:
-    """Prepare `policy` (in place) for variant `name`; returns how to drive train_step."""
+def apply(name: str, policy, precision: str) -> Patch:
+    """Prepare `policy` (in place) for variant `name` at a resolved precision (not auto);
+    returns how to drive train_step."""
     if name != "malloc":
         retain_freed_memory()  # as `unift train` does
     auto = PRECISIONS[precision]

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("unift.tasks.export", "export a task's problems as SFT or RL records (JSONL)"),
     "theory": ("unift.theory", "simulate RFT vs UFT sample complexity on search trees"),
     "models": ("unift.models", "prepare or inspect models (e.g. de-quantize the embedded one)"),
+    "info": ("unift.info", "this CPU, its measured fp32/bf16 rates, the chosen precision, versions"),
 }
 
 

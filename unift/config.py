@@ -125,9 +125,14 @@ class RunConfig:
     max_length: int = 512
     """Prompt + completion tokens per sequence; longer prompts are cut from the left, longer
     completions from the right (counted in `data/truncated`)."""
-    precision: str = "bf16"
-    """bf16: fp32 weights with bf16 autocast on CPU (TRL's `bf16=True`; measured faster than fp32
-    here); fp32: no autocast; bf16-master: bf16 weights and activations with fp32 master
+    precision: str = "auto"
+    """auto: bf16 where bf16 products measured faster than fp32 on this CPU at the model's shapes,
+    fp32 elsewhere, for training and, measured separately, for the rollout/evaluation engine
+    (`unift.precision`; `unift info` shows the measurement). On a CPU with native bf16 (AMX,
+    AVX512-BF16) bf16 runs 2-4x faster; on an AVX2-only CPU 5-17x slower.
+    bf16: fp32 weights with bf16 autocast (TRL's `bf16=True`), bf16 rollouts;
+    fp32: no autocast, fp32 rollouts; an explicit choice measured over 2x slower than the other
+    gets a warning. bf16-master: bf16 weights and activations with fp32 master
     weights in the optimiser, 5-7% faster still and half the weight memory, but at fine-tuning
     learning rates an update stays invisible to the forward pass until its master has moved by
     half a bf16 step (norm weights near 1.0: 0.002-0.004, 100-200 steps at lr 2e-5), and it learnt

@@ -129,14 +129,16 @@ def evaluate_variants(
     *,
     split: str = "test",
     engine=None,
+    dtype: str = "auto",
     **kw,
 ) -> dict[str, dict[str, float]]:
     """{label: metrics} for each labelled task variant ({label: {variant: name, key: value}}),
-    on `n` problems of `split` drawn with seed `TEST_SEED`. `kw` goes to `evaluate_policy`."""
+    on `n` problems of `split` drawn with seed `TEST_SEED`. `kw` goes to `evaluate_policy`.
+    dtype: of the engine built when none is given (auto: whichever decodes faster here)."""
     from unift import tasks
     from unift.rollout.engine import make_engine
 
-    engine = engine or make_engine("hf", model, tokenizer)
+    engine = engine or make_engine("hf", model, tokenizer, dtype=dtype)
     results = {}
     for label, variant in variants.items():
         task = tasks.get(task_name, **variant)
@@ -234,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of pass@k")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="decoding precision (auto: whichever measured faster on this CPU, "
+                        "see `unift info`; default auto)")
     p.add_argument("--out", help="output directory for eval.json and eval.md "
                    "(default: the run directory, else runs/eval)")
     return p
@@ -256,7 +261,8 @@ def main(argv: list[str]) -> int:
         model, tokenizer = models.load(args.model)
         results = evaluate_variants(model, tokenizer, task_name, variants, args.n, split=args.split, k=args.k,
                                     viter=args.viter, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                    stop_strings=args.stop)
+                                    stop_strings=args.stop,
+                                    dtype={"bf16": "bfloat16", "fp32": "float32"}.get(args.precision, "auto"))
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"unift eval: error: {err}", file=sys.stderr)
         return 2

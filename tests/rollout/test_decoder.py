@@ -16,7 +16,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from unift.rollout.decoder import Decoder, _can_prepack, prompt_layout, unsupported_reason
+from unift.rollout.decoder import Decoder, can_prepack, prompt_layout, unsupported_reason
 
 SMALL = dict(
     vocab_size=300,
@@ -123,21 +123,25 @@ def test_bf16_decoder_is_close_to_fp32_transformers():
     assert (torch.log_softmax(ours[0], -1) - torch.log_softmax(expected, -1)).abs().max() < 0.15
 
 
-@pytest.mark.skipif(not _can_prepack(), reason="no oneDNN bf16 linear on this build/CPU")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_prepacked_bf16_weights_give_the_same_logits(tied):
-    """oneDNN's blocked weight layout changes the kernel, not the product: same logits as the
-    plain bf16 weights, also after a sync (which must re-pack)."""
+def test_prepacked_weights_give_the_same_logits(tied, dtype):
+    """oneDNN's blocked weight layout changes the kernel, not the product: the same logits as the
+    plain weights (bf16: bit for bit; fp32: up to summation order), also after a sync (which must
+    re-pack). The fp32 decoder's logits against transformers: the tests above (1e-4)."""
+    if not can_prepack(dtype):
+        pytest.skip(f"no oneDNN {dtype} linear on this build/CPU")
     model = random_model(LlamaForCausalLM, LlamaConfig, tie_word_embeddings=tied)
-    packed, plain = Decoder(model, torch.bfloat16, pack=True), Decoder(model, torch.bfloat16, pack=False)
+    packed, plain = Decoder(model, dtype, pack=True), Decoder(model, dtype, pack=False)
     assert packed.layers[0].packed and not plain.layers[0].packed
     args = ([[5, 17, 33, 2, 90], [250, 3]], 2, torch.tensor([[6, 7], [8, 9], [10, 11], [12, 13]]))
-    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=0, rtol=0)
+    tol = 0 if dtype == torch.bfloat16 else 2e-5
+    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=tol, rtol=tol)
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
     packed.sync(model)
     plain.sync(model)
-    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=0, rtol=0)
+    torch.testing.assert_close(decoder_logits(packed, *args), decoder_logits(plain, *args), atol=tol, rtol=tol)
 
 
 def test_sync_copies_new_weights_and_merges_lora():

@@ -8,8 +8,8 @@ sampling log-probs.
     engine.sync(model)                                      # copy the new weights in
 
 Backends (`rollout.backend` in the config):
-- "hf" (`unift.rollout.hf.HFEngine`): in-process PyTorch. For Llama / Qwen2 / Qwen3 a lean bf16
-  decoder with a preallocated KV cache (`unift.rollout.decoder`); other architectures fall back
+- "hf" (`unift.rollout.hf.HFEngine`): in-process PyTorch. For Llama / Qwen2 / Qwen3 a lean
+  decoder (bf16 or fp32, whichever measured faster on this CPU: `unift.precision`) with a preallocated KV cache (`unift.rollout.decoder`); other architectures fall back
   to `transformers.generate`. No GPU needed.
 - "vllm" (`unift.rollout.vllm_engine.VLLMEngine`): vLLM in the trainer's process, imported only
   when chosen; weights synced by `load_weights` (see that module).
@@ -78,9 +78,18 @@ class Engine(Protocol):
         ...
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: str | torch.dtype, model=None) -> torch.dtype:
+    """A torch dtype from its name; "auto" (needs `model`): bfloat16 where bf16 products of the
+    model's shapes decode faster on this machine than fp32 ones, else float32 (measured once and
+    cached, `unift.precision`)."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        from unift import precision
+
+        if model is None:
+            raise ValueError("dtype 'auto' needs the model whose shapes to measure")
+        dtype = precision.rollout_dtype(*precision.model_shapes(model.config))
     names = {
         "bfloat16": torch.bfloat16,
         "bf16": torch.bfloat16,
@@ -100,12 +109,13 @@ def draw_seed(seed: int | None) -> int:
 
 
 def make_engine(
-    backend: str, model, tokenizer, *, dtype="bfloat16", max_batch_size: int = 64, **kw
+    backend: str, model, tokenizer, *, dtype="auto", max_batch_size: int = 64, **kw
 ) -> Engine:
     """Build a rollout engine holding a generation copy of `model`'s weights.
 
     backend: "hf" (default, CPU, in-process) or "vllm" (GPU; imported lazily).
-    dtype: weights and KV cache of the generation copy ("bfloat16" or "float32").
+    dtype: weights and KV cache of the generation copy: "auto" (whichever measured faster on this
+    CPU, `unift.precision`), "bfloat16" or "float32".
     max_batch_size: most sequences decoded at once (larger requests run in chunks of whole
     groups where possible).
     kw: backend options, e.g. hf `impl="decoder" | "generate" | "auto"`, `threads=1` (torch

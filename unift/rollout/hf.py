@@ -13,7 +13,9 @@ One `generate` call, per chunk of at most `max_batch_size` samples:
    `compact_fraction` of it, and the loop stops when every row is done.
 
 `impl="generate"` (automatic for architectures `decoder.Decoder` does not cover) uses
-`transformers.generate` on a bf16 copy instead: same API, 3-4x slower here (docs/LOG.md).
+`transformers.generate` on a copy in the engine's dtype instead: same API, 3-4x slower here
+(docs/LOG.md). The dtype: "auto" (default) is bf16 where bf16 products measured faster on this
+CPU, else fp32 (`unift.precision`); both run on oneDNN-prepacked weights where available.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ def eos_token_ids(model, tokenizer) -> set[int]:
 
 
 class HFEngine:
-    """Rollouts with a bf16 generation copy of the policy, in this process. See module docstring."""
+    """Rollouts with a generation copy of the policy, in this process. See module docstring."""
 
     def __init__(
         self,
         model,
         tokenizer,
         *,
-        dtype="bfloat16",
+        dtype="auto",
         max_batch_size: int = 64,
         impl: str = "auto",
         grow_chunk: int = 128,
@@ -62,10 +64,10 @@ class HFEngine:
         prefill forward (bounds its memory). threads: torch threads while generating (restored
         afterwards; None: unchanged). On a shared, busy 2-core machine 1 thread was far faster
         than 2 for decoding (its many small ops wait on descheduled OpenMP threads).
-        prepack: decoder weights in oneDNN's blocked layout (None: when bf16 and available).
+        prepack: decoder weights in oneDNN's blocked layout (None: where available).
         share_prefix: encode the prefix all prompts of a call share once (False: per prompt)."""
         self.tokenizer = tokenizer
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, model)
         self.max_batch_size = max_batch_size
         self.grow_chunk = grow_chunk
         self.compact_fraction = compact_fraction

@@ -16,8 +16,10 @@ class Evaluator:
     """Held-out evaluation inside a run: before training, every `every_steps` steps or
     `every_flops` FLOPs, and at the end; one row per variant label in evals.jsonl."""
 
-    def __init__(self, config: RunConfig, tokenizer, sources: list, run_dir: Path, resume_step=None):
+    def __init__(self, config: RunConfig, tokenizer, sources: list, run_dir: Path, resume_step=None,
+                 engine_dtype: str = "auto"):
         ev = config.eval
+        self.engine_dtype = engine_dtype
         self.spec, self.tokenizer = ev, tokenizer
         variants = ev.variants or {"default": {}}
         self.sets = {}
@@ -40,7 +42,7 @@ class Evaluator:
 
     def __call__(self, policy, *, step: int, flops: float) -> None:
         if self.engine is None:
-            self.engine = make_engine("hf", policy, self.tokenizer)
+            self.engine = make_engine("hf", policy, self.tokenizer, dtype=self.engine_dtype)
         policy.eval()
         for label, (task, problems) in self.sets.items():
             result = evaluate_policy(policy, self.tokenizer, task, problems, k=self.spec.k, viter=self.spec.viter,

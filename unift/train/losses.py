@@ -10,6 +10,7 @@ record; preference sources have 2B rows, the B chosen completions then the B rej
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,9 +36,14 @@ class SourceTensors:
 @dataclass(frozen=True)
 class Objective:
     kinds: tuple[str, ...]
-    needs_ref: bool
+    needs_ref: bool | Callable[[dict], bool]
+    """Whether the loss reads pi_ref's log-probs: always, or a function of the source's params."""
     compute: Callable[[SourceTensors, dict], tuple[torch.Tensor, dict]]
     needs_entropy: bool = False
+
+    def wants_ref(self, params: dict) -> bool:
+        """Whether a step must run pi_ref's forward pass for this loss with these params."""
+        return self.needs_ref(params) if callable(self.needs_ref) else self.needs_ref
 
 
 def _seq(x: SourceTensors):
@@ -86,8 +92,11 @@ def _grpo(x: SourceTensors, p: dict):
                           e["hint_mask"], x.entropy, **p)
 
 
+_C_KL = inspect.signature(O.ufthint_loss).parameters["c_kl"].default
+
 OBJECTIVES: dict[str, Objective] = {
-    "grpo": Objective(("task",), True, _grpo, needs_entropy=True),
+    # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
+    "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo, needs_entropy=True),
     "sft": Objective(("demonstration",), False, _sft),
     "uft-implicit-mse": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta)),
     "uft-implicit-bce": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta)),

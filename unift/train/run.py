@@ -6,6 +6,7 @@ checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unift import models
+from unift import models, precision
 from unift.config import RunConfig, dump_config, load_config
 from unift.data.mixture import Stream
 from unift.data.records import load_jsonl, read_jsonl
@@ -27,7 +28,7 @@ from unift.train.distributed import Dist, init
 from unift.train.evals import Evaluator
 from unift.train.metrics import MetricsWriter
 from unift.train.optim import adamw
-from unift.train.step import PRECISIONS, Source, draw, train_step
+from unift.train.step import Source, draw, train_step
 
 
 def seed_everything(seed: int) -> None:
@@ -56,7 +57,8 @@ def _resolve(path: str, config_dir: Path) -> Path:
     return p if p.is_absolute() or p.exists() else config_dir / p
 
 
-def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict, config_dir: Path) -> Source:
+def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict, config_dir: Path,
+                      rollout_dtype: str = "auto") -> Source:
     """A task source: its problem stream, and the rollout stage with a (shared) engine."""
     from unift import tasks
     from unift.rollout.engine import make_engine
@@ -68,7 +70,7 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
     task = tasks.get(sc.task, **sc.variant)
     spec = sc.rollout
     if spec.policy_gradient and spec.backend not in engines:
-        engines[spec.backend] = make_engine(spec.backend, policy, tokenizer)
+        engines[spec.backend] = make_engine(spec.backend, policy, tokenizer, dtype=rollout_dtype)
     if sc.path:  # prompt-only RL records (`unift data TASK --kind rl`): their "problem" column
         path = _resolve(sc.path, config_dir)
         problems = [_problem(row, where) for where, row in read_jsonl(path)]
@@ -85,12 +87,15 @@ def _problem(row, where: str) -> dict:
     return row["problem"]
 
 
-def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None) -> list[Source]:
+def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None,
+                  rollout_dtype: str = "auto") -> list[Source]:
+    """Every source of the mixture; task sources share one rollout engine per backend, whose
+    weights and KV cache are in `rollout_dtype`."""
     sources = []
     engines: dict = {}
     for i, sc in enumerate(config.sources):
         if sc.kind == "task":
-            sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir))
+            sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir, rollout_dtype))
             continue
         objective = losses.get(sc.objective, sc.kind)
         if sc.path is None:
@@ -105,15 +110,18 @@ def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=No
 
 
 def build_policy(config: RunConfig):
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"precision: {config.precision!r} is not one of {', '.join(PRECISIONS)}")
+    """The policy (fp32, or bf16 for bf16-master; LoRA if asked), its tokenizer, and the
+    precision the run uses (`precision: auto` resolved by measuring this machine)."""
+    if config.precision not in precision.PRECISIONS:
+        raise ValueError(f"precision: {config.precision!r} is not one of {', '.join(precision.PRECISIONS)}")
     model, tokenizer = models.load(config.model.name)
-    if config.precision == "bf16-master":
+    choice = precision.choose(config.precision, *precision.model_shapes(model.config))
+    if choice.train == "bf16-master":
         model = model.to(torch.bfloat16)
     if config.model.lora is not None and not models.is_peft(model):
         lora = config.model.lora
         model = models.apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
-    return model, tokenizer
+    return model, tokenizer, choice
 
 
 def diagnostics_due(config: RunConfig, step: int) -> bool:
@@ -146,11 +154,14 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    policy, tokenizer = build_policy(config)
+    policy, tokenizer, choice = build_policy(config)
+    if dist.main and config.progress:
+        print(f"unift: {choice.reason}", file=sys.stderr)
+    config = dataclasses.replace(config, precision=choice.train)  # what the steps and config.yaml use
     reference = models.ReferencePolicy(policy)
     if config.gradient_checkpointing:
         policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    sources = build_sources(config, config_dir, policy, tokenizer)
+    sources = build_sources(config, config_dir, policy, tokenizer, rollout_dtype=choice.rollout)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
     optimizer = adamw(params, precision=config.precision, lr=opt.lr, betas=opt.betas,
@@ -175,7 +186,8 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     progress = _progress(config, start) if dist.main and config.progress else None
     n_params = models.num_parameters(policy)
     flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
-    evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None) \
+    evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None,
+                          engine_dtype=choice.rollout) \
         if dist.main and config.eval.task else None
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)

@@ -17,6 +17,7 @@ import torch
 
 from unift.data.mixture import Stream, shard
 from unift.data.tokenize import Batch, collate, tokenize_pair
+from unift.precision import PRECISIONS
 from unift.rollout.task_source import TaskRollout
 from unift.train.distributed import Dist
 from unift.train.logprobs import token_logps
@@ -76,20 +77,15 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
     ]
 
 
-PRECISIONS = {  # `RunConfig.precision` -> what it means
-    "bf16": "fp32 weights, bf16 autocast",
-    "bf16-master": "bf16 weights, fp32 master weights",
-    "fp32": "fp32",
-}
-
-
 def autocast(precision: str):
-    """bf16: autocast of fp32 weights; bf16-master (weights already bf16) and fp32: none."""
+    """bf16: autocast of fp32 weights; bf16-master (weights already bf16) and fp32: none.
+    `auto` must have been resolved (`unift.precision.choose`) before a step runs."""
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
-    if precision in PRECISIONS:
+    if precision in PRECISIONS and precision != "auto":
         return contextlib.nullcontext()
-    raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    raise ValueError(f"precision must be one of bf16, bf16-master, fp32 (auto resolved by "
+                     f"unift.precision.choose), not {precision!r}")
 
 
 def train_step(
@@ -120,7 +116,7 @@ def train_step(
             ref_logps = ref_full = None
             if "ref_logps" in sb.extra:  # a reused batch of rollouts (PPO epochs)
                 ref_logps, ref_full = sb.extra["ref_logps"], sb.extra["ref_full"]
-            elif src.objective.needs_ref or diagnostics_ref:
+            elif src.objective.wants_ref(src.params) or diagnostics_ref:
                 # the exact KL diagnostic needs pi_ref's (N, V) log-softmax: offline sources only
                 # (task sources log the k3 estimate of their objective, at no memory cost)
                 exact_kl = src.kind != "task"
