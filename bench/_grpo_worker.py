@@ -73,9 +73,9 @@ def run_unift(precision: str, warmup: int, steps: int, retain: bool = True) -> d
     fixed in-order chunk of problems per step instead of the shuffled stream."""
     from unift.memory import retain_freed_memory
     from unift.models import ReferencePolicy, num_parameters
+    from unift.precision import PRECISIONS
     from unift.train import run
     from unift.train.optim import adamw
-    from unift.precision import PRECISIONS
     from unift.train.step import encode, train_step
 
     n = PROMPTS * (warmup + steps)

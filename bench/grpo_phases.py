@@ -30,8 +30,8 @@ import _grpo_worker as worker  # noqa: E402
 
 from unift.memory import retain_freed_memory  # noqa: E402
 from unift.models import ReferencePolicy  # noqa: E402
-from unift.train.logprobs import token_logps  # noqa: E402
 from unift.precision import PRECISIONS  # noqa: E402
+from unift.train.logprobs import token_logps  # noqa: E402
 from unift.train.step import autocast, encode  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Rollout speed: unift's "hf" engine (lean decoder, dtype auto) vs transformers `generate` on a
 copy in the same dtype, side by side in the same run (this machine is shared and noisy: compare
-ratios).
+ratios; the engines' order reverses every other repeat).
 
     .venv/bin/python bench/rollout_speed.py                     # 16x4x64 and the GRPO 4x4x64
     .venv/bin/python bench/rollout_speed.py --threads 1 --ablations --no-hf --no-grpo
@@ -158,7 +158,8 @@ def main() -> None:
         cpu = {name: [] for name in runners}
         stats = {name: [] for name in runners}
         for rep in range(args.repeats):
-            for name, (engine, run) in runners.items():
+            order = list(runners.items())
+            for name, (engine, run) in order if rep % 2 == 0 else order[::-1]:  # alternate who goes first
                 c0 = time.process_time()
                 r = run(prompts, G, T, rep)
                 cpu[name].append(time.process_time() - c0)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unift.memory import retain_freed_memory
-from unift.train.optim import adamw
 from unift.precision import PRECISIONS
+from unift.train.optim import adamw
 
 
 @dataclass

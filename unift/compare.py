@@ -589,7 +589,8 @@ QUICKSTART: dict[str, Any] = {
     "eval_n": 32,
 }
 """The quickstart's changes to `DEFAULTS`: SFT, RFT and UFT on easy Countdown with the embedded
-model, sized to finish in about ten minutes on a 2-core CPU."""
+model, sized to finish within 15 minutes on a 2-core CPU without native bf16 (fp32; 14 min 19 s
+measured) and in well under 10 with it (docs/LOG.md, 2026-12-01)."""
 QUICKSTART_OUT = "runs/quickstart-compare"
 
 

@@ -41,7 +41,7 @@ def report(hidden: int, intermediate: int, refresh: bool = False) -> list[tuple[
         precision.rates(hidden, intermediate, refresh=True)
     r = precision.rates(hidden, intermediate)
     choice = precision.choose("auto", hidden, intermediate)
-    overrides = [f"{k}={os.environ[k]}" for k in precision._ISA_ENV if os.environ.get(k)]
+    overrides = [f"{k}={os.environ[k]}" for k in precision.ISA_ENV if os.environ.get(k)]
     return [
         ("cpu", f"{precision.cpu_model()} (flags: {' '.join(precision.cpu_flags()) or 'unknown'})"),
         ("capability", precision.capability() + (f" (limited by {' '.join(overrides)})" if overrides else "")),

@@ -42,7 +42,7 @@ PRECISIONS = {  # `RunConfig.precision` -> what it means
 }
 SLOWER_WARNING = 2.0  # warn when an explicit precision measured this many times slower
 TRAIN_ROWS, DECODE_ROWS = 256, 16
-_ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def capability() -> str:
 
 def machine_key(hidden: int, intermediate: int) -> str:
     """What a measurement depends on: CPU, ISA limits, torch version, threads, shapes."""
-    isa = ",".join(f"{k}={os.environ[k]}" for k in _ISA_ENV if os.environ.get(k))
+    isa = ",".join(f"{k}={os.environ[k]}" for k in ISA_ENV if os.environ.get(k))
     return (f"{cpu_model()} [{' '.join(cpu_flags())}] | {capability()}{' | ' + isa if isa else ''}"
             f" | torch {torch.__version__}"
             f" | threads {torch.get_num_threads()} | {hidden}x{intermediate}")
@@ -148,14 +148,14 @@ def measure(hidden: int, intermediate: int, seconds: float = 0.15) -> Rates:
     gen = torch.Generator().manual_seed(0)
     w1 = (torch.randn(intermediate, hidden, generator=gen) * 0.02).requires_grad_()
     w2 = (torch.randn(hidden, intermediate, generator=gen) * 0.02).requires_grad_()
-    x = torch.randn(TRAIN_ROWS, hidden, generator=gen)
+    x = torch.randn(TRAIN_ROWS, hidden, generator=gen).requires_grad_()  # as a layer's input
 
     def train_step(autocast: bool):
         def run():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
                 y = F.linear(F.silu(F.linear(x, w1)), w2)
             y.float().square().mean().backward()
-            w1.grad = w2.grad = None
+            x.grad = w1.grad = w2.grad = None
         return run
 
     train_flops = 3 * 2 * 2 * TRAIN_ROWS * hidden * intermediate  # forward + 2x backward
