@@ -124,6 +124,18 @@ def build_policy(config: RunConfig):
     return model, tokenizer, choice
 
 
+def _agree(choice: precision.Choice, dist: Dist) -> precision.Choice:
+    """One precision for every process: each measured on its own, and a close call could differ;
+    bf16 (training or rollouts) only where every process picked it."""
+    if dist.world == 1:
+        return choice
+    train_bf16 = dist.sum(float(choice.train == "bf16")) == dist.world
+    rollout_bf16 = dist.sum(float(choice.rollout == "bfloat16")) == dist.world
+    train = choice.train if choice.train != "bf16" or train_bf16 else "fp32"
+    return precision.Choice(train, "bfloat16" if rollout_bf16 else "float32",
+                            choice.reason + ("" if train == choice.train else "; fp32 as another process chose"))
+
+
 def diagnostics_due(config: RunConfig, step: int) -> bool:
     """Whether step `step` (0-based) runs the diagnostics-only reference pass
     (`RunConfig.diagnostics_every`). A resumed run keeps the same steps, so its rows match an
@@ -155,6 +167,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     run_dir.mkdir(parents=True, exist_ok=True)
 
     policy, tokenizer, choice = build_policy(config)
+    choice = _agree(choice, dist)
     if dist.main and config.progress:
         print(f"unift: {choice.reason}", file=sys.stderr)
     config = dataclasses.replace(config, precision=choice.train)  # what the steps and config.yaml use
