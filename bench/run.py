@@ -61,8 +61,9 @@ class Job:
 def bf16_is_faster() -> bool:
     """Whether `precision: auto` trains SmolLM2 in bf16 on this machine (`unift.precision`)."""
     from unift import precision
+    from unift.info import EMBEDDED_SHAPES
 
-    return precision.choose("auto", 576, 1536).train == "bf16"
+    return precision.choose("auto", *EMBEDDED_SHAPES).train == "bf16"
 
 
 def jobs(groups: list[str], quick: bool, trl: list[str]) -> list[Job]:
@@ -243,9 +244,8 @@ def machine() -> dict:
         trl_version = trl.__version__
     except ImportError:
         trl_version = None
-    isa = {k: os.environ[k] for k in precision.ISA_ENV if os.environ.get(k)}
     return {"cpu": precision.cpu_model(), "flags": precision.cpu_flags(), "capability": precision.capability(),
-            "imitated_isa": isa or None, "cores": os.cpu_count(), "torch": torch.__version__,
+            "imitated_isa": precision.isa_limits() or None, "cores": os.cpu_count(), "torch": torch.__version__,
             "transformers": transformers.__version__, "trl": trl_version, "python": platform.python_version()}
 
 

@@ -262,7 +262,7 @@ def main(argv: list[str]) -> int:
         results = evaluate_variants(model, tokenizer, task_name, variants, args.n, split=args.split, k=args.k,
                                     viter=args.viter, max_new_tokens=args.max_new_tokens, seed=args.seed,
                                     stop_strings=args.stop,
-                                    dtype={"bf16": "bfloat16", "fp32": "float32"}.get(args.precision, "auto"))
+                                    dtype=args.precision)  # resolve_dtype reads auto, bf16, fp32
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"unift eval: error: {err}", file=sys.stderr)
         return 2

@@ -37,11 +37,9 @@ def _shapes(text: str) -> tuple[int, int]:
 
 def report(hidden: int, intermediate: int, refresh: bool = False) -> list[tuple[str, str]]:
     """(label, value) lines: the CPU, the measured rates, the choice, versions, paths."""
-    if refresh:
-        precision.rates(hidden, intermediate, refresh=True)
-    r = precision.rates(hidden, intermediate)
-    choice = precision.choose("auto", hidden, intermediate)
-    overrides = [f"{k}={os.environ[k]}" for k in precision.ISA_ENV if os.environ.get(k)]
+    r = precision.rates(hidden, intermediate, refresh=refresh)
+    choice = precision.choose("auto", hidden, intermediate)  # from the entry just cached
+    overrides = [f"{k}={v}" for k, v in precision.isa_limits().items()]
     return [
         ("cpu", f"{precision.cpu_model()} (flags: {' '.join(precision.cpu_flags()) or 'unknown'})"),
         ("capability", precision.capability() + (f" (limited by {' '.join(overrides)})" if overrides else "")),

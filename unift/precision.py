@@ -120,9 +120,14 @@ def capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
+def isa_limits() -> dict[str, str]:
+    """The environment variables limiting torch/oneDNN/MKL to a lower ISA that are set here."""
+    return {k: os.environ[k] for k in ISA_ENV if os.environ.get(k)}
+
+
 def machine_key(hidden: int, intermediate: int) -> str:
     """What a measurement depends on: CPU, ISA limits, torch version, threads, shapes."""
-    isa = ",".join(f"{k}={os.environ[k]}" for k in ISA_ENV if os.environ.get(k))
+    isa = ",".join(f"{k}={v}" for k, v in isa_limits().items())
     return (f"{cpu_model()} [{' '.join(cpu_flags())}] | {capability()}{' | ' + isa if isa else ''}"
             f" | torch {torch.__version__}"
             f" | threads {torch.get_num_threads()} | {hidden}x{intermediate}")

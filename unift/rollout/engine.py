@@ -9,7 +9,8 @@ sampling log-probs.
 
 Backends (`rollout.backend` in the config):
 - "hf" (`unift.rollout.hf.HFEngine`): in-process PyTorch. For Llama / Qwen2 / Qwen3 a lean
-  decoder (bf16 or fp32, whichever measured faster on this CPU: `unift.precision`) with a preallocated KV cache (`unift.rollout.decoder`); other architectures fall back
+  decoder (bf16 or fp32, whichever measured faster on this CPU: `unift.precision`) with a
+  preallocated KV cache (`unift.rollout.decoder`); other architectures fall back
   to `transformers.generate`. No GPU needed.
 - "vllm" (`unift.rollout.vllm_engine.VLLMEngine`): vLLM in the trainer's process, imported only
   when chosen; weights synced by `load_weights` (see that module).
