@@ -8,9 +8,10 @@ import re
 
 import pytest
 
-from unift import compare
+from unift import compare, models
 from unift.compare import TokenLengths, arms_for, flops_per_step, settings_for, split_overrides
 from unift.config import load_config
+from unift.train.flops import ModelFlops
 from unift.train.metrics import read_metrics
 
 TINY = ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
@@ -25,6 +26,8 @@ def test_compare_two_algorithms_on_tiny_writes_the_report(tmp_path, capsys):
     manifest = json.loads((out / "compare.json").read_text())
     assert [a["name"] for a in manifest["arms"]] == ["rft", "sft"]
     assert manifest["distributions"] == {"easy": "id", "ood_4numbers": "ood"}
+    assert manifest["match"] == "flops" and manifest["budget"] == budget and manifest["seeds"] == [0]
+    lengths = TokenLengths(**manifest["token_lengths"])
     base = [json.loads(line) for line in (out / "base" / "evals.jsonl").read_text().splitlines()]
     assert [(r["step"], r["flops"], r["label"]) for r in base] == [(0, 0.0, "easy"), (0, 0.0, "ood_4numbers")]
     for name in ("rft", "sft"):
@@ -32,10 +35,14 @@ def test_compare_two_algorithms_on_tiny_writes_the_report(tmp_path, capsys):
         rows = read_metrics(run)
         config = load_config(out / "configs" / f"{name}.yaml")  # every written config loads
         assert config.max_flops == budget and config.sources[0].preset == name
-        # the trainer stops at the budget (at most one step past it) or at the estimated steps
+        # the trainer stops at the step boundary nearest the budget, or at the estimated steps
         per_step = rows[-1]["flops"] / len(rows)
-        assert rows[-1]["flops"] >= budget or len(rows) == config.steps
-        assert rows[-1]["flops"] < budget + 2 * per_step
+        assert abs(rows[-1]["flops"] - budget) <= 0.6 * per_step or len(rows) == config.steps
+        # the steps estimate counts what the trainer counts: with the rollouts' actual length it
+        # is within 5% of the measured FLOPs per step
+        fill = sum(r.get("completion_tokens_mean", 0) for r in rows) / len(rows) / 8
+        estimate = flops_per_step(config, ModelFlops.from_model(models.load("tiny")[0]), lengths, fill or 1.0)
+        assert estimate == pytest.approx(per_step, rel=0.05)
         evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
         assert {e["label"] for e in evals} == {"easy", "ood_4numbers"}
         assert max(e["step"] for e in evals) == rows[-1]["step"]  # evaluated at the end
@@ -75,28 +82,61 @@ def test_algorithms_are_stages():
         arms_for(["ppo"])
 
 
-def _config(tmp_path, preset: str, **settings):
+def _config(tmp_path, preset: str, model=None, **settings):
     s = settings_for("countdown", batch_size=8, num_generations=4, max_new_tokens=100, **settings)
     path = tmp_path / f"{preset}.yaml"
     config, _ = compare.build_run_config(s, compare.Stage(preset), "tiny", tmp_path / "run", path, [],
-                                         n_params=1000, lengths=TokenLengths(prompt=120, solution=50))
+                                         model=model or ModelFlops(1000, 100),
+                                         lengths=TokenLengths(prompt=120, solution=50))
     return config
 
 
 def test_flops_per_step_by_hand(tmp_path):
-    N, lengths = 1000, TokenLengths(prompt=120, solution=50)
-    # SFT: 8 prompts x (120 + 50) tokens trained, 6 N each
+    """body 1000 and head 100 weights: a forward pass costs 2 (1000 tokens + 100 head rows), the
+    backward twice that; 8 prompts, P = 120, S = 50, G = 4, C = 0.5 x 100 = 50."""
+    M, lengths = ModelFlops(body=1000, head=100), TokenLengths(prompt=120, solution=50)
+
+    def fwd(tokens, head_rows):
+        return 2 * (1000 * tokens + 100 * head_rows)
+
+    # SFT: 8 rows of 120 + 50 tokens, the head at the 50 solution positions; forward + backward,
+    # and pi_ref's diagnostics-only forward on 1 step in diagnostics_every = 10 (c_kl = 0)
     sft = _config(tmp_path, "sft")
-    assert flops_per_step(sft, N, lengths, rollout_fill=0.5) == 6 * N * 8 * 170
-    # RFT: 8 x 4 rollouts of C = 0.5 * 100 = 50 tokens: trained on 120 + 50, generated 50
+    assert flops_per_step(sft, M, lengths, rollout_fill=0.5) == pytest.approx(8 * 3.1 * fwd(170, 50))
+    # RFT: per prompt one group of 120 + 4 x 50 packed tokens (the prompt once), head at the 200
+    # completion positions; forward + backward + pi_ref (c_kl = 0.001); prefill 120 tokens with
+    # the head at the last; decode 200 tokens through body and head
     rft = _config(tmp_path, "rft")
-    assert flops_per_step(rft, N, lengths, rollout_fill=0.5) == 32 * (6 * N * 170 + 2 * N * 50)
-    # R3: hint length uniform over the cut points, i.e. half the solution on average (25 tokens)
+    rft_step = 8 * (4 * fwd(320, 200) + fwd(120, 1) + fwd(200, 200))
+    assert flops_per_step(rft, M, lengths, rollout_fill=0.5) == pytest.approx(rft_step) == 27_201_600
+    # R3: the hint is uniform over the cut points, half the solution (25 tokens) on average, shared
+    # by the group and prefilled with the prompt; no NLL term (c_nll 0), so no head on it
     r3 = _config(tmp_path, "r3")
-    assert flops_per_step(r3, N, lengths, rollout_fill=0.5) == 32 * (6 * N * 195 + 2 * N * 50)
-    # steps: the budget over the estimate, at least one
-    assert rft.steps == compare.estimate_steps(rft.max_flops, flops_per_step(rft, N, lengths, 0.75))
-    assert compare.estimate_steps(1.0, 1e9) == 1
+    assert flops_per_step(r3, M, lengths, rollout_fill=0.5) == pytest.approx(
+        8 * (4 * fwd(345, 200) + fwd(145, 1) + fwd(200, 200)))
+    # UFT: the NLL term trains the H hint tokens: the head runs there too
+    uft = _config(tmp_path, "uft")
+    H = compare.mean_hint_share(uft.sources[0].rollout.hint) * 50
+    assert 0 < H < 50
+    assert flops_per_step(uft, M, lengths, rollout_fill=0.5) == pytest.approx(
+        8 * (4 * fwd(320 + H, 200 + H) + fwd(120 + H, 1) + fwd(200, 200)))
+    # two PPO epochs: a rollout batch serves two steps (generation halved); two mini-batches: the
+    # second is scored by pi_old before the first update (half a forward per step)
+    rft.sources[0].rollout.ppo_epochs = 2
+    assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(8 * (4 * fwd(320, 200) + (fwd(120, 1) + fwd(200, 200)) / 2))
+    rft.sources[0].rollout.ppo_epochs, rft.sources[0].rollout.mini_batches = 1, 2
+    assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(rft_step + 8 * 0.5 * fwd(320, 200))
+    # verification iterations: 0.8 of the 4 attempts retried, each a row of 50 + 30 + 50 tokens beyond
+    # the shared prompt (head at 50), its 120 + 50 + 30 conversation prefilled, 50 tokens decoded
+    rft.sources[0].rollout.mini_batches, rft.sources[0].rollout.viter = 1, 2
+    retries = 0.8 * 4 * (4 * fwd(130, 50) + fwd(200, 1) + fwd(50, 50))
+    assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(rft_step + 8 * retries)
+    # LoRA-like: half the weights train, so the backward is 1.5 forwards
+    assert flops_per_step(sft, ModelFlops(1000, 100, trainable=0.5), lengths, 0.5) == pytest.approx(
+        8 * 2.6 * fwd(170, 50))
+    # steps: the budget over the estimate, rounded up, at least one
+    assert sft.steps == compare.estimate_steps(sft.max_flops, flops_per_step(sft, M, lengths, 0.75))
+    assert compare.estimate_steps(1.0, 1e9) == 1 and compare.estimate_steps(10.0, 4.0) == 3
 
 
 def test_generalization_study_on_tiny(tmp_path):

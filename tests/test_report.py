@@ -4,6 +4,7 @@ browser (headless Chromium) with its figures and table."""
 
 import base64
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from unift.report import build_report, caveats, load_comparison, summary_markdown, table_rows
+from unift.report import (
+    build_report,
+    caveats,
+    hint_length_rows,
+    load_comparison,
+    std_error_of,
+    summary_markdown,
+    table_rows,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -92,6 +101,8 @@ def test_numbers_come_from_the_files(tmp_path):
     # gap: ID minus OOD in points: 43.75 - 12.5 = +31.2
     assert rows["uft"][header.index("ID→OOD gap (points)")] == "+31.2"
     assert rows["sft-rft"][1:3] == ["15", "1e+12"]  # steps and FLOPs of both runs together
+    assert rows["sft-rft"][header.index("FLOPs vs budget")] == "+0.0%"
+    assert rows["uft"][header.index("ID truncated (%)")] == "0.0"  # finished_rate 1.0
     assert rows["base model"][header.index("ID 'easy' pass@1 (%)")] == "6.2 ± 3.0"
     text = " ".join(caveats(c))
     assert "n = 64" in text and "6.2 points" in text  # the SE at p = 0.4375 for the best result
@@ -109,7 +120,10 @@ def test_report_writes_html_with_embedded_figures(tmp_path):
         assert base64.b64decode(data).startswith(PNG_MAGIC)
     for name in ("accuracy", "reward", "hints"):
         assert (d / f"fig_{name}.png").read_bytes().startswith(PNG_MAGIC)
-    assert "43.8 ± 6.2" in page and "What this budget can and cannot show" in page
+    assert "43.8 ± 6.2" in page and "What this run can and cannot show" in page
+    # comparisons from before the protocol choice are FLOP-matched; no samples.jsonl, no section
+    assert "<b>Protocol:</b> FLOP-matched: every arm 1e+12 training FLOPs" in page
+    assert "<h2>Samples</h2>" not in page and "id='by-k'" not in page
 
 
 def _chromium(*args: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -136,3 +150,119 @@ def test_report_renders_in_headless_chromium(tmp_path):
     _chromium("--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", path.resolve().as_uri(),
               tmp_path=tmp_path)
     assert shot.read_bytes().startswith(PNG_MAGIC) and shot.stat().st_size > 50_000
+
+
+# -- protocols, actual steps and FLOPs, seeds, samples, hint lengths ----------------------------
+
+
+def _arm_dirs(d: Path, name: str, seed_rows: dict[int, tuple[list[dict], list[dict]]]) -> dict:
+    """Write one run per seed (runs/NAME-sSEED) -> the manifest's arm entry."""
+    seeds = []
+    for seed, (metrics, evals) in seed_rows.items():
+        run = f"{name}-s{seed}"
+        _write_jsonl(d / "runs" / run / "metrics.jsonl", metrics)
+        _write_jsonl(d / "runs" / run / "evals.jsonl", evals)
+        seeds.append({"seed": seed, "runs": [{"name": run, "dir": f"runs/{run}", "preset": name, "share": 1.0}]})
+    return {"name": name, "seeds": seeds}
+
+
+def make_seeds_dir(root: Path, match: str = "steps") -> Path:
+    """sft and uft with 3 seeds each, step-matched (10 steps) or FLOP-matched (1e12)."""
+    d = root / f"seeds-{match}"
+    d.mkdir()
+    _write_jsonl(d / "base" / "evals.jsonl", _evals(0, 0.0, 0.0625, 0.0))
+    # uft: final ID pass@1 0.25, 0.375, 0.5 over seeds 0, 1, 2: mean 0.375, sample sd 0.125,
+    # SE 0.125 / sqrt(3) = 0.0722; FLOPs 1.00e12, 1.02e12, 1.06e12 (10 steps each)
+    uft = _arm_dirs(d, "uft", {
+        seed: (_metrics(10, f / 10, rollouts=True), _evals(5, f / 2, p / 2, 0.0) + _evals(10, f, p, 0.0))
+        for seed, p, f in [(0, 0.25, 1.0e12), (1, 0.375, 1.02e12), (2, 0.5, 1.06e12)]})
+    # sft: the same 0.3125 on every seed (sd 0), 20 steps of 2e10 = 4e11 FLOPs
+    sft = _arm_dirs(d, "sft", {seed: (_metrics(20, 2e10, rollouts=False), _evals(20, 4e11, 0.3125, 0.0))
+                               for seed in (0, 1, 2)})
+    manifest = {
+        "title": "seeds", "task": "countdown", "model": "tiny", "match": match, "seeds": [0, 1, 2],
+        "steps": 10 if match == "steps" else None, "budget": 1e12 if match == "flops" else None,
+        "settings": {"batch_size": 8, "num_generations": 4, "eval_n": 64},
+        "eval_variants": {"easy": {}, "ood_4numbers": {}}, "distributions": {"easy": "id", "ood_4numbers": "ood"},
+        "base": "base", "arms": [sft, uft],
+    }
+    (d / "compare.json").write_text(json.dumps(manifest))
+    return d
+
+
+def test_seed_aggregation_mean_spread_and_standard_error(tmp_path):
+    c = load_comparison(make_seeds_dir(tmp_path))
+    sft, uft = c.arms
+    final = uft.final("easy")
+    assert final["seeds"] == 3 and final["pass@1"] == pytest.approx(0.375)
+    assert final["pass@1_sd"] == pytest.approx(0.125)  # sqrt((0.125^2 + 0 + 0.125^2) / 2)
+    assert final["pass@1_se"] == pytest.approx(0.125 / math.sqrt(3))
+    assert (final["pass@1_min"], final["pass@1_max"]) == (0.25, 0.5)
+    assert std_error_of(final) == pytest.approx(0.0722, abs=1e-4)
+    # one seed: the binomial SE over the n = 64 problems, sqrt(.25 * .75 / 64) = 0.0541
+    assert std_error_of(uft.chains[0].final("easy")) == pytest.approx(0.0541, abs=1e-4)
+    header, cells, _ = table_rows(c)
+    rows = {r[0]: r for r in cells}
+    assert rows["uft"][header.index("ID 'easy' pass@1 (%)")] == "37.5 ± 7.2 (25.0–50.0)"
+    assert rows["sft"][header.index("ID 'easy' pass@1 (%)")] == "31.2 ± 0.0 (31.2–31.2)"
+    # the curve is the mean over seeds point by point: base, then step 5 and step 10
+    curve = [e for e in uft.evals if e["label"] == "easy"]
+    assert [e["step"] for e in curve] == [0, 5, 10]
+    assert curve[1]["pass@1"] == pytest.approx(0.1875) and curve[1]["flops"] == pytest.approx(3.08e12 / 3 / 2)
+    assert curve[2]["flops"] == pytest.approx((1.0e12 + 1.02e12 + 1.06e12) / 3)
+    text = " ".join(caveats(c))
+    assert "3 seeds per algorithm" in text and "sqrt(seeds)" in text
+
+
+def test_report_states_the_protocol_and_actual_steps_and_flops(tmp_path):
+    d = make_seeds_dir(tmp_path, "steps")
+    header, cells, _ = table_rows(load_comparison(d))
+    rows = {r[0]: r for r in cells}
+    assert "FLOPs vs budget" not in header  # no budget under match=steps
+    assert rows["uft"][1:3] == ["10", "1.03e+12 (1e+12–1.06e+12)"]  # mean and range over seeds
+    assert rows["sft"][1:3] == ["20", "4e+11"]
+    page = build_report(d).read_text()
+    assert "<b>Protocol:</b> step-matched: every arm 10 optimiser steps" in page
+    assert "Step-matched: every arm ran 10 optimiser steps of 8 prompts, except sft" in page
+    assert "Protocol: step-matched" in summary_markdown(d)
+    # both x axes: pass@1 against steps (the protocol's, first) and against FLOPs
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 3
+
+    d = make_seeds_dir(tmp_path, "flops")
+    header, cells, _ = table_rows(load_comparison(d))
+    rows = {r[0]: r for r in cells}
+    assert rows["uft"][header.index("FLOPs vs budget")] == "+2.7%"  # 1.0267e12 / 1e12
+    text = " ".join(caveats(load_comparison(d)))
+    assert "within 60.0% of the budget" in text and "farthest: sft, -60.0%" in text
+    assert "<b>Protocol:</b> FLOP-matched: every arm 1e+12 training FLOPs" in build_report(d).read_text()
+
+
+def test_report_shows_the_last_steps_samples_escaped(tmp_path):
+    d = make_compare_dir(tmp_path)
+    rows = [{"step": t, "source": "countdown", "prompt": f"Make 24 <{t}>", "hint": "<think>", "completion": f"c{t}{i}",
+             "reward": 1.0, "correct": True, "k": 1, "num_pieces": 5} for t in (9, 10) for i in range(4)]
+    _write_jsonl(d / "runs/uft/samples.jsonl", rows)
+    page = build_report(d).read_text()
+    section = page[page.index("<h2>Samples</h2>"):page.index("<h2>Setup</h2>")]
+    assert "<details><summary>uft: step 10, first 3 samples" in section
+    assert ["c100", "c101", "c102"] == re.findall(r"c\d+", section.replace("c9", ""))[:3]
+    assert "c103" not in section and "c90" not in section
+    assert "Make 24 &lt;10&gt;" in section and "&lt;think&gt;" in section and "<think>" not in section
+    assert "hint k = 1 of 5 pieces" in section
+
+
+def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
+    d = make_compare_dir(tmp_path)
+    metrics = _metrics(4, 1e11, rollouts=True)
+    for t, row in enumerate(metrics):  # k = 0 every step; k = 5 on the first two only
+        row.update({"reward_by_k/0": 0.1 * t, "correct_by_k/0": 0.0, "full_hint_eos_rate": 0.5, "nll_tokens": 40})
+        if t < 2:
+            row.update({"reward_by_k/5": 1.0, "correct_by_k/5": 1.0})
+    _write_jsonl(d / "runs/uft/metrics.jsonl", metrics)
+    ks, rows = hint_length_rows(load_comparison(d))
+    assert ks == [0, 5]
+    ((name, reward, correct, eos, nll),) = rows
+    assert name == "uft" and reward == pytest.approx({0: 0.15, 5: 1.0}) and correct == {0: 0.0, 5: 1.0}
+    assert (eos, nll) == (0.5, 40)
+    page = build_report(d).read_text()
+    assert "<td>0.15 (0%)</td><td>1.00 (100%)</td><td>50</td><td>40</td>" in page

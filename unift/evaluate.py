@@ -9,7 +9,9 @@ Metrics of `evaluate_policy` (one dict of floats per test set):
 - `reward_mean`: mean task reward of the greedy completions (the task's own scale);
 - `format_rate`: share of greedy completions the verifier could parse (`Score.parsed`);
 - `finished_rate`: share of greedy completions that ended (EOS or stop string) before
-  `max_new_tokens`; a low value means the token budget cut answers off;
+  `max_new_tokens`;
+- `truncated_rate`: share of greedy completions cut off by `max_new_tokens` (1 - finished_rate);
+  a high value means the token budget, not the model, ended answers;
 - `completion_tokens_mean`: mean length of the greedy completions;
 - `pass@{k}` (k > 1): share of problems with at least one correct completion among k samples at
   temperature 1 (with n = k samples the unbiased estimator 1 - C(n-c, k)/C(n, k) is exactly this);
@@ -82,6 +84,7 @@ def evaluate_policy(
         "reward_mean": sum(s.reward for s in scores) / n,
         "format_rate": sum(s.parsed is not None for s in scores) / n,
         "finished_rate": sum(greedy.finished) / n,
+        "truncated_rate": sum(not f for f in greedy.finished) / n,
         "completion_tokens_mean": sum(len(c) for c in greedy.completion_ids) / n,
     }
 
@@ -169,14 +172,15 @@ def markdown_table(results: dict[str, dict], distributions: dict[str, str] | Non
     success = sorted({key for r in results.values() for key in r if key.startswith("success@")},
                      key=lambda s: int(s.split("@")[1]))
     head = ["label", "distribution", "n", "pass@1 (%)", *(f"{c} (%)" for c in pass_k), "reward", "format (%)",
-            *(f"{c} (%)" for c in success[-1:])]
+            "truncated (%)", *(f"{c} (%)" for c in success[-1:])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in results.items():
         p1 = r["pass@1"]
         cells = [label, distributions.get(label, "-"), str(int(r["n"])),
                  f"{100 * p1:.1f} ± {100 * std_error(p1, r['n']):.1f}",
                  *(_fmt(r.get(c)) for c in pass_k), _fmt(r.get("reward_mean"), pct=False),
-                 _fmt(r.get("format_rate")), *(_fmt(r.get(c)) for c in success[-1:])]
+                 _fmt(r.get("format_rate")), _fmt(r.get("truncated_rate")),
+                 *(_fmt(r.get(c)) for c in success[-1:])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -234,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=4, help="samples per problem for pass@k (1: none; default 4)")
     p.add_argument("--viter", type=int, default=1, help="graded attempts per problem (default 1)")
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--stop", action="append", metavar="TEXT",
+                   help="stop string (repeatable; default: the task's own, e.g. </answer> for countdown)")
+    p.add_argument("--no-stop", action="store_true", help="no stop strings: decode to EOS or --max-new-tokens")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of pass@k")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="decoding precision (auto: whichever measured faster on this CPU, "
@@ -256,12 +262,14 @@ def main(argv: list[str]) -> int:
     if task_name not in tasks.TASKS:
         print(f"unift eval: error: unknown task {task_name!r}; known: {tasks.names()}", file=sys.stderr)
         return 2
+    stops = [] if args.no_stop else args.stop if args.stop is not None \
+        else list(getattr(tasks.TASKS[task_name], "stop_strings", ()))
     try:
         variants = variants_from_args(task_name, args.variant)
         model, tokenizer = models.load(args.model)
         results = evaluate_variants(model, tokenizer, task_name, variants, args.n, split=args.split, k=args.k,
                                     viter=args.viter, max_new_tokens=args.max_new_tokens, seed=args.seed,
-                                    stop_strings=args.stop,
+                                    stop_strings=stops,
                                     dtype=args.precision)  # resolve_dtype reads auto, bf16, fp32
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"unift eval: error: {err}", file=sys.stderr)
@@ -274,7 +282,8 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     record = {"model": args.model, "task": task_name, "split": args.split, "variants": variants,
               "distributions": distributions, "settings": {"n": args.n, "k": args.k, "viter": args.viter,
-                                                           "max_new_tokens": args.max_new_tokens},
+                                                           "max_new_tokens": args.max_new_tokens,
+                                                           "stop_strings": stops},
               "results": results}
     (out / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
     title = f"# {task_name}: {args.model} ({args.split} split)\n\n"

@@ -27,12 +27,15 @@ from pathlib import Path
 
 from unift.compare import (
     Arm,
+    Overrides,
     Stage,
-    _say,
     build_parser,
+    parse_overrides,
+    parse_seeds,
     run_comparison,
+    say,
     settings_for,
-    split_overrides,
+    stop_strings,
     token_lengths,
     train_stage,
 )
@@ -52,19 +55,21 @@ def generalization_arms(viters: list[int]) -> list[Arm]:
     return arms
 
 
-def warmup(s, out: Path, flops: float, overrides: list[str]) -> str:
-    """Train the shared SFT warm-up (no evaluation) and return its run directory."""
+def warmup(s, out: Path, flops: float, overrides: Overrides) -> str:
+    """Train the shared SFT warm-up (no evaluation; FLOP-matched, seed `s.seeds[0]`) and return
+    its run directory."""
     from unift import models, tasks
+    from unift.train.flops import ModelFlops
 
     model, tokenizer = models.load(s.model)
-    n_params = models.num_parameters(model)
+    model_flops = ModelFlops.from_model(model)
     del model
-    lengths = token_lengths(tokenizer, tasks.get(s.task, **s.variant), seed=s.seed)
+    lengths = token_lengths(tokenizer, tasks.get(s.task, **s.variant), seed=s.seeds[0])
     stage = Stage("sft")
     run_dir = out / "init-sft"
-    warm = dataclasses.replace(s, budget=flops)
-    train_stage(warm, stage, s.model, run_dir, out / "configs" / "init-sft.yaml", [*overrides, "eval.task=null"],
-                n_params, lengths, head="[bold]warm-up[/] (sft)")
+    warm = dataclasses.replace(s, budget=flops, match="flops", steps=0, stop_strings=stop_strings(s))
+    train_stage(warm, stage, s.model, run_dir, out / "configs" / "init-sft.yaml", [*overrides.run, "eval.task=null"],
+                model_flops, lengths, head="[bold]warm-up[/] (sft)", seed=s.seeds[0])
     return str(run_dir)
 
 
@@ -100,13 +105,15 @@ def main(argv: list[str]) -> int:
         viters = sorted({int(v) for v in args.viter.split(",") if v.strip()})
         if not viters or viters[0] < 1:
             raise ValueError("--viter: positive integers, e.g. 1,3")
-        mine, overrides = split_overrides(args.sets)
+        overrides = parse_overrides(args.sets)
         reports = []
         for task in names:
-            values = {"budget": args.budget or BUDGET, "eval_viter": max(viters), **mine}
-            for key in ("model", "evals"):
+            values = {"budget": args.budget or BUDGET, "eval_viter": max(viters), **overrides.settings}
+            for key in ("model", "evals", "match", "steps"):
                 if getattr(args, key) is not None:
                     values[key] = getattr(args, key)
+            if args.seeds:
+                values["seeds"] = parse_seeds(args.seeds)
             if args.init:
                 values["model"] = args.init
             s = settings_for(task, **values)
@@ -120,7 +127,8 @@ def main(argv: list[str]) -> int:
             arms = generalization_arms(viters)
             v = s.variant.get("variant", s.variant)
             title = (f"SFT memorizes, RL generalizes? {task}: trained on '{v}', tested on ID and OOD "
-                     f"({', '.join(s.ood)}) at {s.budget:.3g} FLOPs")
+                     f"({', '.join(s.ood)}) at "
+                     + (f"{s.steps} steps" if s.match == "steps" else f"{s.budget:.3g} FLOPs"))
             notes.append("SFT trains on reference solutions; RL (GRPO, the rft preset) on its own rollouts, "
                          f"with {', '.join(map(str, viters))} graded attempt(s) per prompt. Every model is "
                          f"evaluated with up to {max(viters)} attempts (success@{max(viters)}).")
@@ -136,7 +144,7 @@ def main(argv: list[str]) -> int:
     for report in reports:
         print(f"\n{report.parent.name}:\n{summary_markdown(report.parent)}")
     for report in reports:
-        _say(f"report: [bold]{report}[/]")
+        say(f"report: [bold]{report}[/]")
     return 0
 
 

@@ -1,0 +1,166 @@
+"""`unift compare`'s protocols, per-arm settings, seeds and stop strings: hand-computed pieces
+(the steps split of a sequence, --set parsing, the run configs of each protocol), and one small
+step-matched comparison with two seeds on the tiny model."""
+
+import json
+
+import pytest
+
+from unift import compare, tasks
+from unift.compare import (
+    QUICKSTART,
+    arm_settings,
+    arms_for,
+    build_parser,
+    parse_overrides,
+    run_name,
+    settings_for,
+    settings_from_args,
+    split_steps,
+    stop_strings,
+)
+from unift.compare.cli import quickstart_base
+from unift.compare.runs import stage_steps
+from unift.config import load_config
+from unift.train.flops import ModelFlops
+from unift.train.metrics import read_metrics
+
+
+def test_a_sequence_splits_the_steps_by_share():
+    assert split_steps(12, [0.5, 0.5]) == [6, 6]
+    assert split_steps(5, [0.5, 0.5]) == [3, 2]  # 2.5 each: the tie goes to the first stage
+    assert split_steps(10, [0.25, 0.75]) == [3, 7]  # 2.5 + 7.5
+    assert split_steps(3, [0.1, 0.9]) == [1, 2]  # 0.3 rounds to 0: at least one step each
+    assert split_steps(7, [1.0]) == [7]
+    with pytest.raises(ValueError, match="cannot give each of 2 stages"):
+        split_steps(1, [0.5, 0.5])
+    sft_rft, uft = arms_for(["sft-rft", "uft"])
+    s = settings_for("countdown", match="steps", steps=9)
+    assert stage_steps(s, sft_rft.stages) == [5, 4] and stage_steps(s, uft.stages) == [9]
+    assert stage_steps(settings_for("countdown"), sft_rft.stages) == [0, 0]  # flops: estimated
+
+
+def test_per_arm_set_items():
+    o = parse_overrides(["lr=1e-5", "uft.lr=5e-5", "rft.schedule=constant", "uft.sources.0.params.c_nll=1.0",
+                         "optim.warmup_steps=2", "diagnostics_every=5", "sft-rft.steps=4", "seed=3"])
+    assert o.settings == {"lr": 1e-5, "seeds": [3]}  # YAML's "1e-5" read as a number; seed -> seeds
+    assert o.run == ["optim.warmup_steps=2", "diagnostics_every=5"]
+    assert o.arms["uft"].settings == {"lr": 5e-5} and o.arms["uft"].run == ["sources.0.params.c_nll=1.0"]
+    assert o.arms["rft"].settings == {"schedule": "constant"} and o.arms["sft-rft"].settings == {"steps": 4}
+    assert o.arms["uft"].items == ["uft.lr=5e-5", "uft.sources.0.params.c_nll=1.0"]
+    # every arm gets the shared settings; an arm's own fields and RunConfig keys go to it alone
+    s = settings_for("countdown", lr=1e-5)
+    per_arm = arm_settings(s, o, arms_for(["sft", "rft", "uft", "sft-rft"]))
+    assert per_arm["sft-rft"][0].steps == 4 and per_arm["uft"][0].steps == 0
+    assert [per_arm[a][0].lr for a in ("sft", "rft", "uft")] == [1e-5, 1e-5, 5e-5]
+    assert [per_arm[a][0].schedule for a in ("sft", "rft", "uft")] == ["cosine", "constant", "cosine"]
+    assert per_arm["uft"][1] == ["optim.warmup_steps=2", "diagnostics_every=5", "sources.0.params.c_nll=1.0"]
+    assert per_arm["sft"][1] == ["optim.warmup_steps=2", "diagnostics_every=5"]
+    # an arm that is not in the comparison, and settings every arm must share, are refused
+    with pytest.raises(ValueError, match="'sft-rft' is neither an arm"):
+        arm_settings(s, o, arms_for(["sft", "rft", "uft"]))
+    with pytest.raises(ValueError, match="eval_n is shared by every arm"):
+        parse_overrides(["uft.eval_n=16"])
+    with pytest.raises(ValueError, match="expected key=value"):
+        parse_overrides(["uft.lr"])
+    with pytest.raises(ValueError, match="per-arm"):
+        compare.split_overrides(["uft.lr=1"])
+
+
+def test_flags_protocols_and_seeds():
+    args = build_parser().parse_args(["--match", "steps", "--steps", "20", "--seeds", "0,1,2", "--set", "uft.lr=1e-4"])
+    s, o = settings_from_args(args)
+    assert (s.match, s.steps, s.seeds) == ("steps", 20, [0, 1, 2]) and o.arms["uft"].settings == {"lr": 1e-4}
+    with pytest.raises(ValueError, match="--steps N"):
+        settings_from_args(build_parser().parse_args(["--match", "steps"]))
+    with pytest.raises(ValueError, match="repeats a seed"):
+        settings_from_args(build_parser().parse_args(["--seeds", "1,1"]))
+    assert compare.main(["--match", "steps", "--algos", "sft"]) == 2  # no model loads before the error
+    s = settings_for("countdown")
+    assert (s.match, s.steps, s.seeds, s.eval_n, s.stop_strings) == ("flops", 0, [0], 128, None)
+    # the quickstart is step-matched; --match flops gives it its budget back
+    quick = settings_for(**QUICKSTART)
+    assert (quick.match, quick.steps, quick.eval_n) == ("steps", 12, 128)
+    flops = settings_for(**quickstart_base(build_parser().parse_args(["--match", "flops"])))
+    assert (flops.match, flops.steps, flops.budget) == ("flops", 0, 2e13)
+    text = build_parser().format_help()
+    assert all(x in text for x in ("--match {steps,flops}", "--steps", "--seeds", "uft.lr=5e-5", "hold-cosine"))
+
+
+def test_stop_strings_default_to_the_tasks_own():
+    own = list(getattr(tasks.get("countdown", variant="easy"), "stop_strings", ()))
+    assert stop_strings(settings_for("countdown")) == own
+    assert stop_strings(settings_for("countdown", stop_strings=[])) == []
+    assert stop_strings(settings_for("countdown", stop_strings=["\n\n"])) == ["\n\n"]
+
+
+def _build(tmp_path, s, preset="rft", **kw):
+    return compare.build_run_config(s, compare.Stage(preset), "tiny", tmp_path / "run", tmp_path / f"{preset}.yaml",
+                                    [], ModelFlops(1000, 100), compare.TokenLengths(120, 50), **kw)[0]
+
+
+def test_run_configs_of_each_protocol(tmp_path):
+    # steps: the given steps, no FLOP limit, evaluations every steps / evals steps
+    s = settings_for("countdown", match="steps", steps=10, evals=4, stop_strings=["</answer>"])
+    config = _build(tmp_path, s, seed=2, steps=10)
+    assert (config.steps, config.max_flops, config.seed) == (10, 0.0, 2)
+    assert (config.eval.every_steps, config.eval.every_flops) == (3, 0.0)
+    assert config.sources[0].rollout.stop_strings == ["</answer>"] and config.eval.stop_strings == ["</answer>"]
+    # flops: the budget x share, steps estimated from it, evaluations every budget / evals FLOPs
+    s = settings_for("countdown", budget=1e12, evals=4)
+    config = _build(tmp_path, s)
+    per_step = compare.flops_per_step(config, ModelFlops(1000, 100), compare.TokenLengths(120, 50), s.rollout_fill)
+    assert config.max_flops == 1e12 and config.steps == compare.estimate_steps(1e12, per_step)
+    assert (config.eval.every_steps, config.eval.every_flops) == (0, 2.5e11)
+    # flops with fixed steps: the steps as given, the budget still the limit
+    config = _build(tmp_path, settings_for("countdown", budget=1e12, steps=7), steps=7)
+    assert (config.steps, config.max_flops) == (7, 1e12)
+    # the hold-cosine LR schedule passes through to the trainer's config
+    assert _build(tmp_path, settings_for("countdown", schedule="hold-cosine"), "uft").optim.schedule == "hold-cosine"
+
+
+def test_run_names_with_seeds():
+    sft_rft, uft = arms_for(["sft-rft", "uft"])
+    assert run_name("uft", uft.stages, 0, 0, [0]) == "uft"
+    assert run_name("uft", uft.stages, 0, 1, [0, 1]) == "uft-s1"
+    assert run_name("sft-rft", sft_rft.stages, 1, 0, [7]) == "sft-rft_2_rft"
+    assert run_name("sft-rft", sft_rft.stages, 1, 2, [0, 2]) == "sft-rft_2_rft-s2"
+
+
+TINY = ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
+        "--set", "eval_n=4", "--set", "num_problems=32", "--set", "progress=false", "--set", "evals=1",
+        "--set", "lr=1e-3"]
+
+
+def test_step_matched_comparison_with_two_seeds_on_tiny(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["--algos", "sft-rft,uft", "--match", "steps", "--steps", "3", "--seeds", "0,1", "--out", str(out),
+            "--set", "uft.lr=5e-3", "--set", "uft.sources.0.params.c_nll=0.5", *TINY]
+    assert compare.main(argv) == 0
+    manifest = json.loads((out / "compare.json").read_text())
+    assert (manifest["match"], manifest["steps"], manifest["budget"], manifest["seeds"]) == ("steps", 3, None, [0, 1])
+    uft = manifest["arms"][1]
+    assert uft["set"] == ["uft.lr=5e-3", "uft.sources.0.params.c_nll=0.5"]
+    assert [[r["dir"] for r in x["runs"]] for x in manifest["arms"][0]["seeds"]] == [
+        ["runs/sft-rft_1_sft-s0", "runs/sft-rft_2_rft-s0"], ["runs/sft-rft_1_sft-s1", "runs/sft-rft_2_rft-s1"]]
+    for seed in (0, 1):
+        # sft-rft: 3 steps split 2 + 1; the second stage starts from the first one's model
+        first = load_config(out / "configs" / f"sft-rft_1_sft-s{seed}.yaml")
+        second = load_config(out / "configs" / f"sft-rft_2_rft-s{seed}.yaml")
+        assert (first.steps, second.steps, first.max_flops, second.max_flops) == (2, 1, 0.0, 0.0)
+        assert second.model.name == str(out / "runs" / f"sft-rft_1_sft-s{seed}") and first.seed == seed
+        assert len(read_metrics(out / "runs" / f"sft-rft_2_rft-s{seed}")) == 1
+        # uft: its own LR and NLL weight, every step trained
+        config = load_config(out / "configs" / f"uft-s{seed}.yaml")
+        assert (config.steps, config.optim.lr, config.sources[0].params["c_nll"]) == (3, 5e-3, 0.5)
+        assert config.seed == seed and len(read_metrics(out / "runs" / f"uft-s{seed}")) == 3
+    assert load_config(out / "configs" / "sft-rft_2_rft-s0.yaml").optim.lr == 1e-3
+    page = (out / "report.html").read_text()
+    assert "<b>Protocol:</b> step-matched: every arm 3 optimiser steps of 2 prompts" in page
+    assert "uft: uft.lr=5e-3, uft.sources.0.params.c_nll=0.5" in page
+    printed = capsys.readouterr().out
+    assert "Protocol: step-matched" in printed and "| uft | 3 |" in printed
+    # a second call finds all six runs trained
+    assert compare.main(argv) == 0
+    assert capsys.readouterr().out.count("already trained") == 6
+
