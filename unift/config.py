@@ -72,7 +72,8 @@ class OptimConfig:
     warmup_steps: int = 0
     """Linear warm-up from 0 to lr over this many optimiser steps."""
     schedule: str = "cosine"
-    """After warm-up: cosine (to min_lr_ratio * lr at the last step) | constant | linear."""
+    """After warm-up: cosine (to min_lr_ratio * lr at the last step) | constant | linear |
+    hold-cosine (constant through the first task source's hint phase, T_hint, then cosine)."""
     min_lr_ratio: float = 0.0
     """Floor of the cosine/linear decay as a fraction of lr."""
     grad_clip: float = 1.0
@@ -103,8 +104,9 @@ class EvalConfig:
     """Evaluate whenever training FLOPs cross a multiple of this (0: not by FLOPs)."""
     at_start: bool = True
     """Also evaluate the initial model before the first step."""
-    stop_strings: list[str] = field(default_factory=list)
-    """Stop a completion after any of these strings (as the task source's rollouts do)."""
+    stop_strings: list[str] | None = None
+    """Stop a completion after any of these strings (EOS always stops); None: the task's own
+    (`Task.stop_strings`), as the task source's rollouts do."""
 
 
 @dataclass
@@ -118,8 +120,9 @@ class RunConfig:
     steps: int = 10
     """Optimiser steps (also the horizon of LR and hint schedules)."""
     max_flops: float = 0.0
-    """Stop once training FLOPs (6 N per trained token + 2 N per generated token) reach this
-    (0: run all `steps`)."""
+    """Stop at the step boundary nearest this many training FLOPs, counted as computed (forward
+    2 N per token, backward 4 N, reference passes, rollout prefill and decode; docs/flops.md);
+    0: run all `steps`."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation before training, at the given intervals, and at the end."""
     max_length: int = 512

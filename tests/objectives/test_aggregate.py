@@ -80,7 +80,5 @@ def test_empty_sequence_counts_in_sequence_mean_and_empty_batch_is_zero():
 def test_errors():
     with pytest.raises(ValueError, match="normalizer"):
         aggregate(VALUES, MASK, "constant")
-    with pytest.raises(ValueError, match="normalizer"):
-        aggregate(VALUES, MASK, "sequence_mean", normalizer=3)
     with pytest.raises(ValueError, match="unknown aggregation"):
         aggregate(VALUES, MASK, "mean")

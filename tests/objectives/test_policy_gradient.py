@@ -19,7 +19,7 @@ def test_group_advantages_by_hand():
     #   -> (r - 0.5) / 0.57735 = +-0.86603
     # group B = [0.1] * 4: all equal -> 0
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.1, 0.1, 0.1, 0.1])
-    adv = group_advantages(rewards, group_size=4)
+    adv = group_advantages(rewards, 4)
     s = 0.5 / math.sqrt(1 / 3)
     assert torch.allclose(adv, torch.tensor([s, -s, -s, s, 0, 0, 0, 0]), atol=1e-5)
     # "batch": mean per group, std over all 8: mean 0.3, squared deviations

@@ -1,4 +1,3 @@
-import math
 import random
 
 import pytest
@@ -21,10 +20,13 @@ def test_cut_points_follow_the_rounding_rule():
 
 
 def test_cosine_schedule_values():
-    # p(t) = 0.05 + 0.45 (1 + cos(pi t / 10)): t=0 -> 0.95, t=5 -> 0.5, t=10 -> none
-    assert cosine_p(0, 0.05, 0.95, 10) == pytest.approx(0.95)
-    assert cosine_p(5, 0.05, 0.95, 10) == pytest.approx(0.5)
-    assert cosine_p(9, 0.05, 0.95, 10) == pytest.approx(0.05 + 0.45 * (1 + math.cos(0.9 * math.pi)))
+    # eq. B.1 of the reference code: p(t) = 0.05 + 0.45 (1 + cos(pi (t + 1) / 10)) for 0-based t
+    # t=0 -> 0.05 + 0.45 (1 + cos(0.1 pi)) = 0.05 + 0.45 * 1.951057 = 0.927975
+    assert cosine_p(0, 0.05, 0.95, 10) == pytest.approx(0.927975, abs=1e-6)
+    # t=4 -> cos(pi / 2) = 0: 0.5, the midpoint, on the 5th of 10 hinted steps
+    assert cosine_p(4, 0.05, 0.95, 10) == pytest.approx(0.5)
+    # t=9, the last hinted step -> cos(pi) = -1: exactly p_low
+    assert cosine_p(9, 0.05, 0.95, 10) == pytest.approx(0.05)
     assert cosine_p(10, 0.05, 0.95, 10) == 0.0
 
 

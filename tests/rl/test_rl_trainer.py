@@ -67,11 +67,11 @@ def test_uft_hint_schedule_is_logged_and_reaches_zero_at_T_hint(tmp_path):
     T = 4
     for r in rows:
         t = r["step"] - 1
-        expected = 0.05 + 0.45 * (1 + math.cos(math.pi * t / T)) if t < T else 0.0
+        expected = 0.05 + 0.45 * (1 + math.cos(math.pi * (t + 1) / T)) if t < T else 0.0  # eq. B.1
         assert r["hint_p"] == pytest.approx(expected)
         if t >= T:
             assert r["hint_fraction"] == 0 and r["hint_tokens_mean"] == 0
-    assert rows[0]["hint_fraction"] > 0.5  # p = 0.95 over 3 cut points: P(k > 0) = 1 - 0.05^3
+    assert rows[0]["hint_fraction"] > 0.5  # p = 0.82 over 3 cut points: P(k > 0) = 1 - 0.18^3
     assert rows[0]["vowels/nll/hint"] > 0
 
 

@@ -55,12 +55,13 @@ def aggregate(
     - "sequence_sum":  (1/B) sum_i sum_t x_{i,t}: the per-sequence sum, as in a sequence-level
       NLL -log pi(y|x), averaged over sequences.
 
-    `normalizer`: required for "constant"; for "token_mean" an optional override of the local
-    token count (rejected by the other modes).
-    In distributed or accumulated training, pass the number of active tokens of the WHOLE
-    optimiser step (all processes, all micro-batches), divided by the number of processes if
-    the gradients are averaged across processes (DDP does). Summing the micro-batch losses
-    then yields exactly the token mean of the global batch, whatever each shard's length.
+    `normalizer`: required for "constant"; for the other modes an optional override of the
+    local count they divide by: tokens for "token_mean", sequences for "sequence_mean" and
+    "sequence_sum".
+    In distributed or accumulated training, pass the count of the WHOLE optimiser step (all
+    processes, all micro-batches), divided by the number of processes if the gradients are
+    averaged across processes (DDP does). Summing the micro-batch losses then yields exactly the
+    mean over the global batch, whatever each shard's length.
     With no tokens at all, token_mean returns 0 (the count is clamped to 1).
     """
     values, m = apply_mask(token_values, mask)
@@ -71,10 +72,9 @@ def aggregate(
         if normalizer is None:
             raise ValueError('aggregate(mode="constant") needs a normalizer, e.g. B * max_len')
         return values.sum() / normalizer
-    if normalizer is not None:
-        raise ValueError(f"normalizer applies to 'token_mean' and 'constant', not {mode!r}")
+    rows = values.shape[0] if normalizer is None else normalizer
     if mode == "sequence_mean":
-        return (values.sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
+        return (values.sum(-1) / m.sum(-1).clamp(min=1.0)).sum() / rows
     if mode == "sequence_sum":
-        return values.sum(-1).mean()
+        return values.sum(-1).sum() / rows
     raise ValueError(f"unknown aggregation {mode!r}; expected one of {AGGREGATIONS}")

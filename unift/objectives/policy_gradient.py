@@ -14,36 +14,44 @@ ADVANTAGE_SCALES = ("group", "batch", "none")
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-6
+    rewards: torch.Tensor, groups: int | torch.Tensor, scale: str = "group", eps: float = 1e-6
 ) -> torch.Tensor:
     """Group-relative advantages (GRPO; Shao et al. 2024, DeepSeekMath).  (N,) -> (N,)
 
         A_i = (r_i - mean_group(r)) / (std + eps)
 
+    groups: the group id of every rollout, (N,) (groups of any size, in any order: the rows of
+    a prompt, retries included), or an int G for N / G adjacent groups of G.
     - "group": std of the rollout's own group (GRPO; docs/methods.md section 6.2);
     - "batch": std of all N rewards, the mean still per group (TRL's scale_rewards="batch");
     - "none":  no division, A_i = r_i - mean_group(r) (Dr. GRPO, Liu et al. 2025).
     The std is the unbiased sample std (Bessel's correction, n - 1), as `torch.std` computes
     it in TRL and in verl's GRPO advantage. eps defaults to 1e-6 as in the UFT-hint reference
-    code (TRL uses 1e-4). A group whose rewards are all equal gets advantage 0. With group_size 1
-    the advantage is 0 (no baseline can be formed) and no std is taken.
+    code (TRL uses 1e-4). A group whose rewards are all equal gets advantage 0, and so does a
+    group of one (no baseline can be formed; no std is taken).
     """
-    if rewards.dim() != 1 or group_size < 1 or rewards.numel() % group_size != 0:
-        raise ValueError(
-            f"rewards must be (N,) with N a multiple of group_size; got {tuple(rewards.shape)}, "
-            f"group_size={group_size}"
-        )
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"unknown advantage scale {scale!r}; expected one of {ADVANTAGE_SCALES}")
-    grouped = rewards.view(-1, group_size)  # (N / G, G)
-    centred = (grouped - grouped.mean(dim=1, keepdim=True)).reshape(-1)  # (N,)
-    if scale == "none" or group_size == 1:
-        return centred
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(-1)  # (N,)
-    else:
-        std = rewards.std()
-    return centred / (std + eps)
+    if isinstance(groups, int):
+        if rewards.dim() != 1 or groups < 1 or rewards.numel() % groups != 0:
+            raise ValueError(
+                f"rewards must be (N,) with N a multiple of group_size; got {tuple(rewards.shape)}, "
+                f"group_size={groups}"
+            )
+        groups = torch.arange(rewards.numel()) // groups
+    if rewards.dim() != 1 or groups.shape != rewards.shape:
+        raise ValueError(f"rewards and groups must both be (N,); got {tuple(rewards.shape)}, {tuple(groups.shape)}")
+    adv = torch.zeros_like(rewards)
+    for g in groups.unique():
+        sel = groups == g
+        r = rewards[sel]
+        centred = r - r.mean()
+        if scale == "group" and r.numel() > 1:
+            centred = centred / (r.std() + eps)
+        adv[sel] = centred
+    if scale == "batch" and rewards.numel() > 1:
+        adv = adv / (rewards.std() + eps)
+    return adv
 
 
 def ppo_clip_loss(

@@ -9,8 +9,9 @@ points are c_i = round(i / num * len(pieces)), i = 0..num; a hint of length k is
 "".join(pieces[:c_k]). One k is drawn per prompt and shared by its whole group of rollouts.
 
 Schedules (one function each, chosen by name; `t` is the optimiser step, 0-based):
-- "cosine" (UFT, RFT-cosine):  p(t) = p_low + (p_high - p_low) (1 + cos(pi t / T_hint)) / 2 for
-  t < T_hint, k ~ Binomial(num, p(t)); no hint from T_hint on.
+- "cosine" (UFT, RFT-cosine):  p(t) = p_low + (p_high - p_low) (1 + cos(pi (t + 1) / T_hint)) / 2
+  for t < T_hint, k ~ Binomial(num, p(t)); no hint from T_hint on. The (t + 1) is the reference
+  code's (eq. B.1): p reaches p_low on the last hinted step, t = T_hint - 1.
 - "uniform" (R3):  k ~ Uniform{0..num} for the whole run.
 - "stage":  k = num * (1 - s / stages) in the s-th of `stages` equal stages before T_hint; 0 after.
 - "full" (SFT):  always the whole solution (k = num).
@@ -55,10 +56,10 @@ def hint_steps(spec: HintSpec, total_steps: int) -> int:
 
 
 def cosine_p(t: int, p_low: float, p_high: float, T_hint: int) -> float:
-    """p(t) of the cosine-binomial schedule; 0 from T_hint on (no hint at all)."""
+    """p(t) of the cosine-binomial schedule for 0-based t; 0 from T_hint on (no hint at all)."""
     if t >= T_hint:
         return 0.0
-    return p_low + 0.5 * (p_high - p_low) * (1 + math.cos(math.pi * t / T_hint))
+    return p_low + 0.5 * (p_high - p_low) * (1 + math.cos(math.pi * (t + 1) / T_hint))
 
 
 def hint_p(spec: HintSpec, t: int, total_steps: int) -> float:

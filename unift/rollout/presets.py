@@ -8,7 +8,8 @@ on a task source, merged under what the source's own config says (the config win
 - uft:        cosine-binomial hint schedule + NLL on the hint tokens (UFT-hint).
 - rft-cosine: the UFT schedule without the NLL term (the paper's ablation).
 - r3:         hint length uniform over the cut points all run long, no NLL term.
-- stage:      hint length steps down in equal stages to 0 at T_hint, no NLL term.
+- stage:      hint length steps down in equal stages to 0 at T_hint, with UFT's NLL term (as the
+              reference code's stage baseline keeps it).
 - sft:        the whole reference solution, NLL only, no rollouts.
 - sft-rft is two runs (SFT, then RFT from its output, splitting the budget): `unift compare`.
 """
@@ -26,7 +27,7 @@ PRESETS: dict[str, dict] = {
     "uft": {"rollout": {"hint": {"schedule": "cosine"}}, "params": {**_RL, "c_nll": 0.001}},
     "rft-cosine": {"rollout": {"hint": {"schedule": "cosine"}}, "params": {**_RL, "c_nll": 0.0}},
     "r3": {"rollout": {"hint": {"schedule": "uniform"}}, "params": {**_RL, "c_nll": 0.0}},
-    "stage": {"rollout": {"hint": {"schedule": "stage"}}, "params": {**_RL, "c_nll": 0.0}},
+    "stage": {"rollout": {"hint": {"schedule": "stage"}}, "params": {**_RL, "c_nll": 0.001}},
     "sft": {
         "rollout": {"hint": {"schedule": "full"}, "policy_gradient": False},
         "params": {"c_nll": 1.0, "c_kl": 0.0, "c_ent": 0.0},

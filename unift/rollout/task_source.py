@@ -1,17 +1,25 @@
 """The rollout stage of a task source: problems -> hinted prompts -> G rollouts each -> rewards.
 
-For each prompt one hint length is drawn from the schedule (`hints.py`) and shared by the
+For each prompt one hint length k is drawn from the schedule (`hints.py`) and shared by the
 prompt's group; the hint (a prefix of the reference solution) opens the assistant turn and the
 policy writes the rest. The verifier scores hint + completion. The training sequence is
 prompt + hint + completion: completion tokens get the policy-gradient, KL and entropy terms,
-hint tokens only the NLL term (`unift.objectives.ufthint_loss`).
+hint tokens only the NLL term (`unift.objectives.ufthint_loss`). A full hint (k = num) is the
+whole reference solution followed by EOS, token for token the SFT preset's target: nothing is
+left to generate, so its rows have empty completions and train the NLL term only.
 
 With `policy_gradient: false` (the SFT preset) nothing is generated: the sequence is prompt +
-the whole reference solution, all of it hint, trained by NLL alone.
+the whole reference solution + EOS, all of it hint, trained by NLL alone.
 
 With `viter: N > 1` (verification iterations), a failed attempt continues the conversation
 with the verifier's feedback and the model retries, up to N graded attempts; every attempt is a
 training row with its own reward, grouped with the other rows of its prompt for the advantage.
+
+Mini-batches (`mini_batches: m`): one rollout batch of m x batch_size prompts is generated at
+once, its advantages computed over the whole of it, and it is served batch_size prompts at a
+time to m successive micro-batch draws (one optimiser step each without gradient accumulation),
+`ppo_epochs` times over. pi_old, the policy that generated the rollouts, scores the later
+mini-batches before the first update (`old_logps`); the first is on-policy.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unift.data.tokenize import Batch, render_prompt
+from unift.objectives import group_advantages
 from unift.rollout.hints import HintSpec, cut_points, hint_p, make_hint, sample_hint_length
 
 
@@ -37,15 +46,20 @@ class RolloutSpec:
     """Sampling temperature of the rollouts."""
     top_p: float = 1.0
     """Nucleus sampling threshold."""
-    stop_strings: list[str] = field(default_factory=list)
-    """Stop a completion after any of these strings (EOS always stops)."""
+    stop_strings: list[str] | None = None
+    """Stop a completion after any of these strings (EOS always stops); None: the task's own
+    (`Task.stop_strings`, e.g. `</answer>` for Countdown)."""
     hint: HintSpec = field(default_factory=HintSpec)
     """Hint schedule (none = RFT, cosine = UFT, uniform = R3, stage, full = SFT)."""
     policy_gradient: bool = True
     """False: no rollouts; NLL on the full reference solution only (the SFT preset)."""
     ppo_epochs: int = 1
-    """Optimiser steps taken on each batch of rollouts (PPO epochs); the first is on-policy,
-    later ones use the first's log-probs as pi_old in the clipped ratio."""
+    """Passes over each batch of rollouts (PPO epochs); later passes use the log-probs of the
+    policy that generated the rollouts as pi_old in the clipped ratio."""
+    mini_batches: int = 1
+    """Mini-batches per rollout batch: mini_batches x batch_size prompts are rolled out at once
+    and served batch_size prompts per micro-batch (the UFT reference code: 256 prompts, updates
+    on 64-prompt mini-batches)."""
     scale_rewards: str = "group"
     """Advantage normalisation: group | batch | none."""
     viter: int = 1
@@ -67,33 +81,29 @@ class Row:
     attempt: int = 1
 
 
-def group_normalise(rewards: torch.Tensor, groups: torch.Tensor, scale: str, eps: float = 1e-6) -> torch.Tensor:
-    """(r - mean_g) / (std_g + eps) over rows sharing a group id (groups of any size; std with
-    n - 1 as in `unift.objectives.group_advantages`, 0 for a group of one). `scale`: group |
-    batch (std of the whole batch) | none."""
-    adv = torch.zeros_like(rewards)
-    for g in groups.unique():
-        sel = groups == g
-        r = rewards[sel]
-        centred = r - r.mean()
-        if scale == "group":
-            centred = centred / ((r.std() if r.numel() > 1 else torch.tensor(0.0)) + eps)
-        adv[sel] = centred
-    if scale == "batch":
-        adv = adv / (rewards.std() + eps)
-    elif scale not in ("group", "none"):
-        raise ValueError(f"scale_rewards must be group | batch | none, not {scale!r}")
-    return adv
+@dataclass
+class MiniBatch:
+    """One mini-batch of a rollout batch, as the trainer consumes it."""
+
+    batch: Batch
+    extra: dict  # advantages, completion/hint masks (R, T-1); the trainer adds pi_old / pi_ref log-probs
+    stats: dict  # rollout metrics of these rows
+    samples: list[dict]  # a few prompt / hint / completion / reward rows for samples.jsonl
 
 
 class TaskRollout:
-    """Turns a list of problems into a training batch for one step (see the module docstring)."""
+    """Turns problems into training mini-batches (see the module docstring)."""
 
-    def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int):
+    def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int, flops=None, score=None):
+        """flops: a `unift.train.flops.ModelFlops` to count the rollouts' compute with;
+        score: Batch -> TokenLogps of the current policy without gradient (pi_old of the later
+        mini-batches)."""
         self.task, self.spec, self.tokenizer, self.engine = task, spec, tokenizer, engine
+        self.flops, self.score = flops, score
         self.rng = random.Random(seed)
-        self.cached: tuple | None = None  # the last batch, reused for ppo_epochs steps
-        self.uses = 0
+        self.queue: list[tuple[MiniBatch, int]] = []  # (mini-batch, epoch) still to serve
+        if spec is not None and task is not None:
+            self.stop_strings = list(getattr(task, "stop_strings", ()) if spec.stop_strings is None else spec.stop_strings)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate()}
@@ -104,18 +114,22 @@ class TaskRollout:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def build(self, problems: list[dict], step: int, total_steps: int, policy) -> tuple[Batch, dict, dict]:
-        """-> (batch, extra tensors for the objective, metrics). Within `ppo_epochs` the same
-        batch comes back (the trainer keeps pi_old and pi_ref log-probs in `extra`)."""
-        if self.cached is not None and self.uses < self.spec.ppo_epochs:
-            self.uses += 1
-            batch, extra, metrics = self.cached
-            return batch, extra, {**metrics, "rollout_tokens": 0, "ppo_epoch": self.uses}
-        self.cached = self._build(problems, step, total_steps, policy)
-        self.uses = 1
-        return self.cached
+    def problems_needed(self, batch_size: int) -> int:
+        """Problems the next draw must bring: a new rollout batch's, or none while one is served."""
+        return 0 if self.queue else batch_size * self.spec.mini_batches
 
-    def _build(self, problems: list[dict], step: int, total_steps: int, policy) -> tuple[Batch, dict, dict]:
+    def next(self, problems: list[dict], step: int, total_steps: int, policy) -> MiniBatch:
+        """The next mini-batch, rolling out a new batch from `problems` when the last is used up."""
+        if not self.queue:
+            mbs = self._rollout_batch(problems, step, total_steps, policy)
+            self.queue = [(mb, epoch) for epoch in range(1, self.spec.ppo_epochs + 1) for mb in mbs]
+        mb, epoch = self.queue.pop(0)
+        if epoch == 1:
+            return mb
+        stats = {**mb.stats, "rollout_tokens": 0, "flops/rollout": 0.0, "ppo_epoch": epoch}
+        return MiniBatch(mb.batch, mb.extra, stats, [])
+
+    def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy) -> list[MiniBatch]:
         spec, task = self.spec, self.task
         hints = []
         for problem in problems:
@@ -125,37 +139,52 @@ class TaskRollout:
             hints.append((make_hint(pieces, k, spec.hint.L), k, num))
         prompts = [task.prompt(p) for p in problems]
         prompt_ids = [self._ids(render_prompt(self.tokenizer, m)) for m in prompts]
-        hint_ids = [self._ids(h) for h, _, _ in hints]
-        rollout_tokens, rollout_seconds, attempts = 0, 0.0, []
+        eos = [self.tokenizer.eos_token_id]
+        # a full hint is the SFT target: the whole solution, then EOS (nothing left to generate)
+        full = [not spec.policy_gradient or (num > 0 and k == num) for _, k, num in hints]
+        hint_ids = [self._ids(self.full_target(prob)) + eos if f else self._ids(h)
+                    for prob, (h, _, _), f in zip(problems, hints, full, strict=True)]
+        counts = dict(generated=0, seconds=0.0, prefill_tokens=0, prefill_rows=0)
+        rows: list[Row] = []
         if not spec.policy_gradient:  # SFT preset: the whole solution, NLL only
-            eos = [self.tokenizer.eos_token_id]
-            rows = [Row(p, self._ids(task.reference_completion(prob)) + eos, [], 0.0, True, i)
-                    for i, (p, prob) in enumerate(zip(prompt_ids, problems, strict=True))]
+            rows = [Row(p, h, [], 0.0, True, i) for i, (p, h) in enumerate(zip(prompt_ids, hint_ids, strict=True))]
         else:
-            self.engine.sync(policy)
-            seed = self.rng.getrandbits(62)
-            out = self.engine.generate([p + h for p, h in zip(prompt_ids, hint_ids, strict=True)],
-                                       spec.num_generations, spec.max_new_tokens, spec.temperature,
-                                       spec.top_p, spec.stop_strings, seed=seed)
-            rollout_tokens, rollout_seconds = out.num_generated_tokens, out.seconds
-            rows = []
-            for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
-                i = j // spec.num_generations
-                score = task.score(problems[i], hints[i][0] + text)
-                rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i))
-                if spec.viter > 1:
-                    attempts.append((i, prompts[i], hints[i][0] + text, score))
-            extra_rows, tokens, seconds = self._retries(problems, attempts)
+            todo = [i for i in range(len(problems)) if not full[i]]
+            if todo:
+                self.engine.sync(policy)
+            out = self.engine.generate([prompt_ids[i] + hint_ids[i] for i in todo], spec.num_generations,
+                                       spec.max_new_tokens, spec.temperature, spec.top_p, self.stop_strings,
+                                       seed=self.rng.getrandbits(62)) if todo else None
+            if out is not None:
+                counts.update(generated=out.num_generated_tokens, seconds=out.seconds,
+                              prefill_tokens=sum(len(prompt_ids[i]) + len(hint_ids[i]) for i in todo),
+                              prefill_rows=len(todo))
+            done = {i: [] for i in range(len(problems)) if full[i]}
+            attempts = []
+            for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True) if out else ()):
+                i = todo[j // spec.num_generations]
+                done.setdefault(i, []).append((ids, text))
+            for i in range(len(problems)):
+                gens = done[i] or [([], "")] * spec.num_generations  # full hint: G identical rows
+                for ids, text in gens:
+                    answer = (self.full_target(problems[i]) if full[i] else hints[i][0]) + text
+                    score = task.score(problems[i], answer)
+                    rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i))
+                    if spec.viter > 1:
+                        attempts.append((i, prompts[i], answer, score))
+            extra_rows = self._retries(problems, attempts, counts)
             rows += extra_rows
-            rollout_tokens += tokens
-            rollout_seconds += seconds
-        return self._collate(rows, hints, step, total_steps, rollout_tokens, rollout_seconds)
+        return self._mini_batches(rows, hints, problems, step, total_steps, counts)
 
-    def _retries(self, problems, attempts):
+    def full_target(self, problem: dict) -> str:
+        """The whole reference solution: the SFT preset's target and the full hint (before EOS)."""
+        return self.task.reference_completion(problem)
+
+    def _retries(self, problems, attempts, counts: dict) -> list[Row]:
         """Verification iterations: retry failed attempts with the verifier's feedback."""
         from unift.tasks import retry_messages
 
-        rows, tokens, seconds = [], 0, 0.0
+        rows = []
         for attempt in range(2, self.spec.viter + 1):
             failed = [(i, m, c, s) for i, m, c, s in attempts if not s.correct]
             if not failed:
@@ -163,17 +192,52 @@ class TaskRollout:
             convs = [retry_messages(self.task, problems[i], m, c, s) for i, m, c, s in failed]
             ids = [self._ids(render_prompt(self.tokenizer, c)) for c in convs]
             out = self.engine.generate(ids, 1, self.spec.max_new_tokens, self.spec.temperature, self.spec.top_p,
-                                       self.spec.stop_strings, seed=self.rng.getrandbits(62))
-            tokens += out.num_generated_tokens
-            seconds += out.seconds
+                                       self.stop_strings, seed=self.rng.getrandbits(62))
+            counts["generated"] += out.num_generated_tokens
+            counts["seconds"] += out.seconds
+            counts["prefill_tokens"] += sum(len(p) for p in ids)
+            counts["prefill_rows"] += len(ids)
             attempts = []
             for (i, _, _, _), conv, p, c, text in zip(failed, convs, ids, out.completion_ids, out.texts, strict=True):
                 score = self.task.score(problems[i], text)
                 rows.append(Row(p, [], c, score.reward, score.correct, i, attempt))
                 attempts.append((i, conv, text, score))
-        return rows, tokens, seconds
+        return rows
 
-    def _collate(self, rows: list[Row], hints, step, total_steps, rollout_tokens, rollout_seconds):
+    def _mini_batches(self, rows: list[Row], hints, problems, step, total_steps, counts) -> list[MiniBatch]:
+        """Advantages over the whole rollout batch, then `mini_batches` slices by prompt, pi_old
+        log-probs for all but the first (scored now, before any update)."""
+        advantages = group_advantages(torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows]),
+                                      self.spec.scale_rewards)
+        m = max(1, min(self.spec.mini_batches, len(hints)))
+        bounds = [round(i * len(hints) / m) for i in range(m + 1)]
+        rollout_flops = 0.0
+        if self.flops is not None:
+            rollout_flops = self.flops.prefill(counts["prefill_tokens"], counts["prefill_rows"]) \
+                + self.flops.decode(counts["generated"])
+        out = []
+        for s in range(m):
+            sel = [j for j, r in enumerate(rows) if bounds[s] <= r.group < bounds[s + 1]]
+            part = [rows[j] for j in sel]
+            batch, extra = self._collate(part, advantages[sel])
+            stats = self._stats(part, hints, range(bounds[s], bounds[s + 1]), step, total_steps)
+            if s == 0:
+                stats.update(rollout_tokens=counts["generated"],
+                             rollout_tokens_per_s=counts["generated"] / counts["seconds"] if counts["seconds"] else 0.0)
+            else:
+                stats.update(rollout_tokens=0, rollout_tokens_per_s=0.0)
+            if s > 0 and self.score is not None and self.spec.policy_gradient:
+                old = self.score(batch)  # pi_old = the policy that generated these rollouts
+                extra["old_logps"] = old.logps
+                if self.flops is not None:
+                    rollout_flops += self.flops.forward(old.tokens, old.head_rows)
+            out.append(MiniBatch(batch, extra, stats, self._samples(part, problems, hints)))
+        out[0].stats["flops/rollout"] = rollout_flops
+        for mb in out[1:]:
+            mb.stats["flops/rollout"] = 0.0
+        return out
+
+    def _collate(self, rows: list[Row], advantages: torch.Tensor) -> tuple[Batch, dict]:
         pad = self.tokenizer.pad_token_id
         length = max(len(r.prompt_ids) + len(r.hint_ids) + len(r.completion_ids) for r in rows)
         n = len(rows)
@@ -187,27 +251,46 @@ class TaskRollout:
             attn[j, : p + h + c] = 1
             hint[j, p : p + h] = True
             comp[j, p + h : p + h + c] = True
-        rewards = torch.tensor([r.reward for r in rows])
-        groups = torch.tensor([r.group for r in rows])
-        advantages = group_normalise(rewards, groups, self.spec.scale_rewards)
-        batch = Batch(ids, attn, hint | comp)
         # masks in the log-prob (target) space: position t predicts token t + 1
-        extra = {"advantages": advantages, "completion_mask": comp[:, 1:], "hint_mask": hint[:, 1:]}
+        extra = {"advantages": advantages, "completion_mask": comp[:, 1:], "hint_mask": hint[:, 1:],
+                 "max_new_tokens": self.spec.max_new_tokens,
+                 "full_hint": torch.tensor([bool(r.hint_ids) and r.hint_ids[-1] == self.tokenizer.eos_token_id
+                                            and not r.completion_ids for r in rows])}
+        return Batch(ids, attn, hint | comp), extra
+
+    def _stats(self, rows: list[Row], all_hints, prompts: range, step: int, total_steps: int) -> dict:
+        """Metrics of the rows of `prompts` (indices into the rollout batch)."""
+        hints = [all_hints[i] for i in prompts]
         first = [r for r in rows if r.attempt == 1]
-        solved = {r.group for r in rows if r.correct}
-        metrics = {
+        stats = {
             "hint_fraction": sum(k > 0 for _, k, _ in hints) / len(hints),
             "hint_tokens_mean": sum(len(r.hint_ids) for r in first) / len(first),
             "hint_p": hint_p(self.spec.hint, step, total_steps),
             "completion_tokens_mean": sum(len(r.completion_ids) for r in rows) / len(rows),
-            "rollout_tokens": rollout_tokens,
-            "rollout_tokens_per_s": rollout_tokens / rollout_seconds if rollout_seconds else 0.0,
             "ppo_epoch": 1,
         }
         if self.spec.policy_gradient:  # the SFT preset samples nothing, so it has no reward
-            metrics["reward_mean"] = float(torch.tensor([r.reward for r in first]).mean())
-            metrics["correct_rate"] = sum(r.correct for r in first) / len(first)
+            stats["reward_mean"] = sum(r.reward for r in first) / len(first)
+            stats["correct_rate"] = sum(r.correct for r in first) / len(first)
+            for k in sorted({k for _, k, _ in hints}):  # by hint length (first attempts)
+                ks = [r for r in first if all_hints[r.group][1] == k]
+                stats[f"reward_by_k/{k}"] = sum(r.reward for r in ks) / len(ks)
+                stats[f"correct_by_k/{k}"] = sum(r.correct for r in ks) / len(ks)
         if self.spec.viter > 1:
-            metrics["success_rate"] = len(solved) / len(hints)
-            metrics["attempts_mean"] = len(rows) / len(first)
-        return batch, extra, metrics
+            stats["success_rate"] = len({r.group for r in rows if r.correct}) / len(hints)
+            stats["attempts_mean"] = len(rows) / len(first)
+        return stats
+
+    def _samples(self, rows: list[Row], problems, hints, n: int = 2) -> list[dict]:
+        """The first rollout of the first n prompts of a mini-batch, decoded (samples.jsonl)."""
+        out, seen = [], set()
+        decode = self.tokenizer.decode
+        for r in rows:
+            if r.group in seen or r.attempt != 1 or len(seen) >= n:
+                continue
+            seen.add(r.group)
+            _, k, num = hints[r.group]
+            out.append({"prompt": decode(r.prompt_ids), "hint": decode(r.hint_ids),
+                        "completion": decode(r.completion_ids), "reward": r.reward, "correct": r.correct,
+                        "k": k, "num_pieces": num})
+        return out

@@ -47,7 +47,8 @@ class Evaluator:
         for label, (task, problems) in self.sets.items():
             result = evaluate_policy(policy, self.tokenizer, task, problems, k=self.spec.k, viter=self.spec.viter,
                                      max_new_tokens=self.spec.max_new_tokens, engine=self.engine,
-                                     stop_strings=self.spec.stop_strings)
+                                     stop_strings=getattr(task, "stop_strings", ()) if self.spec.stop_strings is None
+                                     else self.spec.stop_strings)
             row = {"step": step, "flops": flops, "label": label, "task": task.name,
                    "variant": task.variant_name, **result}
             self.writer.write(json.dumps(row) + "\n")

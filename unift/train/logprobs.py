@@ -43,6 +43,9 @@ class TokenLogps:
     mask: torch.Tensor  # bool, completion targets
     entropy: torch.Tensor | None = None  # token entropy of pi (detached unless asked)
     kl_ref: torch.Tensor | None = None  # exact per-token KL(pi || pi_ref) (detached)
+    full: torch.Tensor | None = None  # (N, V) log-softmax at the N target positions (detached), if asked
+    tokens: int = 0  # tokens the decoder ran (a shared prompt once): the FLOP count's `tokens`
+    head_rows: int = 0  # positions the LM head ran at (N): the FLOP count's `head_rows`
 
 
 # -- packing ----------------------------------------------------------------------------------
@@ -184,8 +187,9 @@ def _right_padded_lengths(attention_mask: torch.Tensor) -> list[int] | None:
 
 
 def _hidden_states(decoder, batch: Batch, rows: torch.Tensor, cols: torch.Tensor, *,
-                   pack: bool = True) -> torch.Tensor:
-    """Decoder outputs (N, H) at positions (rows[i], cols[i]) of the padded batch.
+                   pack: bool = True) -> tuple[torch.Tensor, int]:
+    """Decoder outputs (N, H) at positions (rows[i], cols[i]) of the padded batch, and the
+    number of tokens the decoder ran.
 
     Packs the real tokens into one row (shared prompts once, `_pack`) when the batch is
     right-padded and the model uses SDPA attention; otherwise runs the padded batch with its
@@ -194,14 +198,14 @@ def _hidden_states(decoder, batch: Batch, rows: torch.Tensor, cols: torch.Tensor
     lengths = _right_padded_lengths(batch.attention_mask)
     if not pack or lengths is None or config._attn_implementation != "sdpa":
         hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        return hidden[rows, cols]
+        return hidden[rows, cols], batch.input_ids.numel()
     input_ids, position_ids, groups, index = _pack(batch, lengths)
     config._attn_implementation = _VARLEN
     try:
         hidden = decoder(input_ids=input_ids, position_ids=position_ids, unift_groups=groups).last_hidden_state
     finally:
         config._attn_implementation = "sdpa"
-    return hidden[0, index[rows, cols]]
+    return hidden[0, index[rows, cols]], input_ids.shape[1]
 
 
 # -- target log-probs -------------------------------------------------------------------------
@@ -287,13 +291,13 @@ def token_logps(
     ref_logprobs_full: (N, V) log-softmax of pi_ref at the same N completion positions (from a
       previous `return_full=True` call on the reference); if given, the exact per-token
       KL(pi || pi_ref) summed over the vocabulary is returned in `kl_ref` (detached).
-    return_full: also return the (N, V) log-softmax (detached), for the reference pass.
+    return_full: also compute the (N, V) log-softmax (detached, in `full`), for the reference pass.
     pack: False runs the padded batch as it is (the reference the packed path is tested against).
     """
     decoder, head = _parts(model)
     target_mask = batch.loss_mask[:, 1:]  # (B, T-1)
     rows, cols = target_mask.nonzero(as_tuple=True)  # (N,) each, row-major like boolean indexing
-    h = _hidden_states(decoder, batch, rows, cols, pack=pack)  # (N, H): only positions that predict a completion token
+    h, tokens = _hidden_states(decoder, batch, rows, cols, pack=pack)  # (N, H): only positions that predict a completion token
     targets = batch.input_ids[rows, cols + 1]  # (N,)
     logits = head(h)  # (N, V)
 
@@ -304,8 +308,8 @@ def token_logps(
     picked = _TargetLogp.apply(logits, targets)  # (N,)
     entropy = scatter(_Entropy.apply(logits)) if with_entropy else None
     kl = None if ref_logprobs_full is None else scatter(_kl_to_ref(logits, ref_logprobs_full))
-    if not return_full:
-        return TokenLogps(scatter(picked), target_mask, entropy, kl)
-    full = torch.cat([F.log_softmax(logits[i:i + _CHUNK].detach().float(), dim=-1)
-                      for i in range(0, logits.shape[0], _CHUNK)])  # (N, V), for the reference pass
-    return TokenLogps(scatter(picked), target_mask, entropy, kl), full
+    full = None
+    if return_full:
+        full = torch.cat([F.log_softmax(logits[i:i + _CHUNK].detach().float(), dim=-1)
+                          for i in range(0, logits.shape[0], _CHUNK)])  # (N, V)
+    return TokenLogps(scatter(picked), target_mask, entropy, kl, full, tokens, int(rows.numel()))

@@ -19,6 +19,28 @@ import torch
 from unift import objectives as O
 
 
+@dataclass(frozen=True)
+class StepCounts:
+    """A source's share of the whole optimiser step: its counts summed over all micro-batches and
+    processes, divided by the number of processes (whose gradients are averaged). A micro-batch's
+    loss divides its sum by these, so the micro-batch losses summed, then averaged over
+    processes, are exactly the mean over the global batch (docs/methods.md section 7)."""
+
+    rows: float
+    """Examples: records, preference pairs, or rollouts."""
+    tokens: float
+    """Tokens of the token-mean terms: completion tokens (preferences: of the chosen completions)."""
+    hint_tokens: float = 0.0
+    """Hint tokens (task sources): the hint NLL's token mean."""
+
+    @staticmethod
+    def local(x: SourceTensors) -> StepCounts:
+        """The micro-batch's own counts (a step of one micro-batch on one process)."""
+        rows = x.logps.shape[0] // 2 if x.pairs else x.logps.shape[0]
+        hint = x.extra.get("hint_mask")
+        return StepCounts(rows, float(_token_mask(x).sum()), 0.0 if hint is None else float(hint.sum()))
+
+
 @dataclass
 class SourceTensors:
     """What an objective sees of one source's micro-batch. Token tensors are (R, T)."""
@@ -28,9 +50,26 @@ class SourceTensors:
     ref_logps: torch.Tensor | None  # pi_ref per-token log-probs (detached), if computed
     targets: torch.Tensor | None  # (B,) binary labels or scores
     beta: float
-    normalizer: float | None = None  # global token count for token-mean losses (distributed)
+    counts: StepCounts | None = None  # the optimiser step's counts (None: this micro-batch's own)
     entropy: torch.Tensor | None = None  # (R, T) token entropy of pi, when the objective asks
     extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
+    pairs: bool = False  # preference rows: B chosen, then B rejected
+
+    @property
+    def step(self) -> StepCounts:
+        return self.counts if self.counts is not None else StepCounts.local(self)
+
+    def per_row(self, loss: torch.Tensor) -> torch.Tensor:
+        """A mean over this micro-batch's rows -> its exact share of the step's mean over rows."""
+        local = self.logps.shape[0] // 2 if self.pairs else self.logps.shape[0]
+        return loss * (local / self.step.rows)
+
+
+def _token_mask(x: SourceTensors) -> torch.Tensor:
+    """The tokens of the token-mean terms (what `StepCounts.tokens` counts)."""
+    if "completion_mask" in x.extra:
+        return x.extra["completion_mask"]
+    return x.mask[: x.mask.shape[0] // 2] if x.pairs else x.mask
 
 
 @dataclass(frozen=True)
@@ -62,34 +101,58 @@ def _pairs(x: SourceTensors, averaged: bool = False):
 
 
 def _sft(x: SourceTensors, p: dict):
-    return O.sft_nll(x.logps, x.mask, normalizer=x.normalizer, **p)
+    reduction = p.get("reduction", "token_mean")
+    normalizer = x.step.tokens if reduction == "token_mean" else x.step.rows
+    return O.sft_nll(x.logps, x.mask, normalizer=normalizer, **p)
+
+
+def _per_row(compute):
+    """A sequence-level objective (a mean over rows or pairs), made exact over the step."""
+    def exact(x: SourceTensors, p: dict):
+        loss, stats = compute(x, p)
+        return x.per_row(loss), stats
+
+    return exact
 
 
 def _dpo(loss_type: str):
+    """A DPO-family loss over pairs, plus `sft_weight` x the token-mean NLL of the chosen
+    completions (TRL's "sft" term; the terms of `unift.objectives.dpo_with_sft`)."""
     def compute(x: SourceTensors, p: dict):
         p = dict(p)
         sft_weight = p.pop("sft_weight", 0.0)
         pairs = _pairs(x, averaged=loss_type == "ipo")  # TRL's IPO uses length-averaged log-probs
-        if not sft_weight:
-            return O.dpo_loss(*pairs, beta=x.beta, loss_type=loss_type, **p)
-        b = x.logps.shape[0] // 2
-        if loss_type == "ipo":  # the sft term needs the chosen token log-probs; pairs stay averaged
-            loss, stats = O.dpo_loss(*pairs, beta=x.beta, loss_type="ipo", **p)
-            nll, nll_stats = O.sft_nll(x.logps[:b], x.mask[:b])
-            return loss + sft_weight * nll, {**stats, "nll": nll_stats["nll"]}
-        weights = {loss_type: 1.0, "sft": sft_weight}
-        return O.dpo_with_sft(*pairs, x.logps[:b], x.mask[:b], beta=x.beta, weights=weights, **p)
+        loss, stats = O.dpo_loss(*pairs, beta=x.beta, loss_type=loss_type, **p)
+        loss = x.per_row(loss)
+        if sft_weight:
+            b = x.logps.shape[0] // 2
+            nll, nll_stats = O.sft_nll(x.logps[:b], x.mask[:b], normalizer=x.step.tokens)
+            loss = loss + sft_weight * nll
+            stats = {**stats, "nll": nll_stats["nll"]}
+        return loss, stats
 
     return compute
 
 
 def _grpo(x: SourceTensors, p: dict):
     """GRPO-family policy gradient with UFT-hint's hint NLL (`ufthint_loss`). Params: epsilon_low,
-    epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean = DAPO,
-    sequence_mean = GRPO, constant = Dr. GRPO with `normalizer`)."""
-    e = x.extra
-    return O.ufthint_loss(x.logps, e.get("old_logps"), x.ref_logps, e["advantages"], e["completion_mask"],
-                          e["hint_mask"], x.entropy, **p)
+    epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean = DAPO over the
+    step's completion tokens, sequence_mean = GRPO over its rollouts, constant = Dr. GRPO over
+    rollouts x max_new_tokens)."""
+    e, step = x.extra, x.step
+    aggregation = p.get("aggregation", "token_mean")
+    normalizer = {"token_mean": step.tokens, "constant": step.rows * e.get("max_new_tokens", 1)}.get(
+        aggregation, step.rows)
+    loss, stats = O.ufthint_loss(x.logps, e.get("old_logps"), x.ref_logps, e["advantages"], e["completion_mask"],
+                                 e["hint_mask"], x.entropy, normalizer=normalizer,
+                                 hint_normalizer=step.hint_tokens or None, **p)
+    stats["nll_tokens"] = e["hint_mask"].sum().float()
+    full = e.get("full_hint")
+    if full is not None and full.any():  # does the model end after the whole solution? p(EOS)
+        last = e["hint_mask"].float().cumsum(1).argmax(1)  # each row's last hint target position
+        eos = x.logps.detach()[torch.arange(len(last)), last].exp()
+        stats["full_hint_eos_p"] = eos[full].mean()
+    return loss, stats
 
 
 _C_KL = inspect.signature(O.ufthint_loss).parameters["c_kl"].default
@@ -98,15 +161,17 @@ OBJECTIVES: dict[str, Objective] = {
     # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
     "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo, needs_entropy=True),
     "sft": Objective(("demonstration",), False, _sft),
-    "uft-implicit-mse": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta)),
-    "uft-implicit-bce": Objective(("demonstration",), True, lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta)),
+    "uft-implicit-mse": Objective(("demonstration",), True, _per_row(lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta))),
+    "uft-implicit-bce": Objective(("demonstration",), True, _per_row(lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta))),
     "dpo-sigmoid": Objective(("preference",), True, _dpo("sigmoid")),
     "dpo-ipo": Objective(("preference",), True, _dpo("ipo")),
     "dpo-hinge": Objective(("preference",), True, _dpo("hinge")),
-    "una-pairwise": Objective(("preference",), True, lambda x, p: O.una_pairwise(*_pairs(x), x.beta)),
-    "una-binary-mse": Objective(("binary",), True, lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "mse")),
-    "una-binary-bce": Objective(("binary",), True, lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "bce")),
-    "una-score-mse": Objective(("score",), True, lambda x, p: O.una_score(*_seq(x), x.targets, x.beta)),
+    "una-pairwise": Objective(("preference",), True, _per_row(lambda x, p: O.una_pairwise(*_pairs(x), x.beta))),
+    "una-binary-mse": Objective(("binary",), True,
+                                _per_row(lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "mse"))),
+    "una-binary-bce": Objective(("binary",), True,
+                                _per_row(lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "bce"))),
+    "una-score-mse": Objective(("score",), True, _per_row(lambda x, p: O.una_score(*_seq(x), x.targets, x.beta))),
 }
 # Names TRL users know.
 OBJECTIVES["dpo"] = OBJECTIVES["dpo-sigmoid"]

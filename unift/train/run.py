@@ -7,6 +7,8 @@ checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, s
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import os
 import random
@@ -26,6 +28,7 @@ from unift.memory import retain_freed_memory
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
 from unift.train.evals import Evaluator
+from unift.train.flops import ModelFlops
 from unift.train.metrics import MetricsWriter
 from unift.train.optim import adamw
 from unift.train.step import Source, draw, train_step
@@ -37,18 +40,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float = 0.0) -> float:
-    """LR multiplier: linear warm-up, then cosine / linear decay to min_ratio, or constant."""
+SCHEDULES = ("cosine", "constant", "linear", "hold-cosine")
+
+
+def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: float = 0.0,
+              hold: int = 0) -> float:
+    """LR multiplier at 0-based `step`: linear warm-up, then cosine / linear decay to min_ratio
+    at the last step, or constant. hold-cosine: constant until step `hold` (the hint phase's
+    T_hint), then cosine over the remaining steps."""
     if step < warmup:
         return (step + 1) / (warmup + 1)
     if schedule == "constant":
         return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    start = warmup
+    if schedule == "hold-cosine":
+        if step < hold:
+            return 1.0
+        start, schedule = max(warmup, hold), "cosine"
+    progress = min(1.0, (step - start) / max(1, total - 1 - start))
     if schedule == "cosine":
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     if schedule == "linear":
         return min_ratio + (1 - min_ratio) * (1 - progress)
-    raise ValueError(f"unknown schedule {schedule!r}: cosine | constant | linear")
+    raise ValueError(f"unknown schedule {schedule!r}: {' | '.join(SCHEDULES)}")
+
+
+def hold_steps(config: RunConfig) -> int:
+    """Steps with hints of the first task source (the hold of `hold-cosine`), else 0."""
+    from unift.rollout.hints import hint_steps
+
+    task = next((sc for sc in config.sources if sc.kind == "task" and sc.rollout.hint.schedule != "none"), None)
+    return hint_steps(task.rollout.hint, config.steps) if task else 0
 
 
 def _resolve(path: str, config_dir: Path) -> Path:
@@ -76,9 +98,20 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
         problems = [_problem(row, where) for where, row in read_jsonl(path)]
     else:
         problems = task.problems(spec.num_problems, seed=config.seed, split="train")
-    rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i)
+    rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i,
+                          flops=ModelFlops.from_model(policy) if policy is not None else None,
+                          score=functools.partial(_score, policy, config.precision))
     return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), Stream(problems, config.seed, i),
                   sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
+
+
+def _score(policy, precision: str, batch):
+    """Log-probs of `batch` under the policy as it is, without gradient (pi_old of a mini-batch)."""
+    from unift.train.logprobs import token_logps
+    from unift.train.step import autocast
+
+    with torch.no_grad(), autocast(precision):
+        return token_logps(policy, batch)
 
 
 def _problem(row, where: str) -> dict:
@@ -181,8 +214,8 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
                       weight_decay=opt.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: lr_lambda(s, warmup=opt.warmup_steps, total=config.steps, schedule=opt.schedule,
-                            min_ratio=opt.min_lr_ratio),
+        functools.partial(lr_lambda, warmup=opt.warmup_steps, total=config.steps, schedule=opt.schedule,
+                          min_ratio=opt.min_lr_ratio, hold=hold_steps(config)),
     )
     # everything with a position or an RNG that a resumed run must continue from
     streams = {s.name: s.stream for s in sources}
@@ -197,7 +230,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
 
     progress = _progress(config, start) if dist.main and config.progress else None
-    n_params = models.num_parameters(policy)
+    size = ModelFlops.from_model(policy)
     flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
     evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None,
                           engine_dtype=choice.rollout) \
@@ -205,20 +238,21 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
     latest: dict = {}  # each metric's latest value (diagnostics-only keys come every few steps)
+    samples = (run_dir / "samples.jsonl").open("a" if ckpt else "w") if dist.main else None
     for step in range(start, config.steps):
-        if config.max_flops and flops >= config.max_flops:
+        if config.max_flops and over_budget(flops, step, config.max_flops):
             break
         micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
                       policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
-                             grad_clip=opt.grad_clip, dist=dist,
+                             grad_clip=opt.grad_clip, dist=dist, size=size,
                              diagnostics_ref=diagnostics_due(config, step))
-        # training compute: 6 N per trained token (forward + backward) + 2 N per generated token
-        flops += 6 * n_params * metrics["tokens"] + 2 * n_params * _rollout_tokens(metrics, sources)
+        flops += metrics.pop("flops")  # the work done: docs/flops.md (unift.train.flops)
         row = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
         latest.update(row)
         if writer:
             writer.write(row)
+            _write_samples(samples, step + 1, micro)
         if progress:
             progress.update(row)
         if evaluator and evaluator.due(step + 1, flops):
@@ -236,24 +270,42 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
                         scheduler=scheduler, streams=streams, extra={"flops": flops})
         save_model(policy, tokenizer, run_dir / "model")
         writer.close()
+        samples.close()
         _summary(run_dir, latest, sources)
     return run_dir
 
 
-def _rollout_tokens(metrics: dict, sources: list[Source]) -> float:
-    return sum(metrics.get(f"{s.name}/rollout_tokens", 0.0) for s in sources if s.kind == "task")
+def over_budget(flops: float, step: int, max_flops: float) -> bool:
+    """Whether a run that has used `flops` in `step` steps stops here: at the step boundary
+    nearest `max_flops` (so runs of any step size land within half a step of it; the report
+    shows each run's actual FLOPs)."""
+    if flops >= max_flops:
+        return True
+    return step > 0 and flops + 0.5 * flops / step > max_flops
+
+
+def _write_samples(f, step: int, micro: list) -> None:
+    """A few decoded rollouts of the step (its first micro-batch) to samples.jsonl."""
+    for sb in micro[0]:
+        for sample in sb.samples:
+            f.write(json.dumps({"step": step, "source": sb.source.name, **sample}) + "\n")
+    f.flush()
 
 
 RL_KEYS = ("reward_mean", "correct_rate", "success_rate", "hint_fraction", "hint_tokens_mean", "hint_p",
-           "kl", "entropy", "completion_tokens_mean", "rollout_tokens", "rollout_tokens_per_s")
+           "kl", "entropy", "completion_tokens_mean", "rollout_tokens", "rollout_tokens_per_s", "nll_tokens",
+           "full_hint_eos_p")
 
 
 def _task_metrics(metrics: dict, sources: list[Source]) -> dict:
-    """The first task source's RL metrics also under their plain names (`reward_mean`, ...)."""
+    """The first task source's RL metrics also under their plain names (`reward_mean`,
+    `reward_by_k/2`, ...)."""
     task = next((s for s in sources if s.kind == "task"), None)
     if task is None:
         return {}
-    return {k: metrics[f"{task.name}/{k}"] for k in RL_KEYS if f"{task.name}/{k}" in metrics}
+    prefix = f"{task.name}/"
+    return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)
+            and (k[len(prefix):] in RL_KEYS or k[len(prefix):].startswith(("reward_by_k/", "correct_by_k/")))}
 
 
 class _progress:

@@ -1,7 +1,11 @@
 """One optimisation step over the mixture, readable top to bottom:
 
+    draw: every source's micro-batches (task sources run their rollout stage here: problems ->
+          hinted prompts -> rollouts -> rewards -> advantages, `unift.rollout.task_source`)
+    count: each source's rows and tokens over the whole step (all micro-batches, processes)
     for each micro-batch (gradient accumulation):
-        for each source:  batch -> log-probs (pi_ref without grad, then pi) -> objective
+        for each source:  log-probs (pi_ref without grad, then pi) -> objective, whose means
+                          divide by the step's counts, so accumulation changes no number
         weighted sum of the sources' losses -> backward
     average gradients over processes -> clip -> optimiser step -> LR schedule -> metrics
 """
@@ -20,8 +24,9 @@ from unift.data.tokenize import Batch, collate, tokenize_pair
 from unift.precision import PRECISIONS
 from unift.rollout.task_source import TaskRollout
 from unift.train.distributed import Dist
+from unift.train.flops import ModelFlops
 from unift.train.logprobs import token_logps
-from unift.train.losses import Objective, SourceTensors, diagnostics
+from unift.train.losses import Objective, SourceTensors, StepCounts, diagnostics
 
 
 @dataclass
@@ -47,15 +52,16 @@ class SourceBatch:
     truncated: int
     extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
     stats: dict = field(default_factory=dict)  # task sources: rollout metrics (reward_mean, ...)
+    samples: list = field(default_factory=list)  # task sources: a few decoded rollouts
+
+    def tensors(self, logps, mask, ref_logps, counts: StepCounts | None, entropy) -> SourceTensors:
+        s = self.source
+        return SourceTensors(logps, mask, ref_logps, self.targets, s.beta, counts, entropy, self.extra,
+                             pairs=s.kind == "preference")
 
 
-def encode(source: Source, records: list, tokenizer, max_length: int, *, step: int = 0,
-           total_steps: int = 1, policy=None) -> SourceBatch:
-    """Records -> token batch. Preferences become 2B rows: chosen ones, then rejected ones.
-    Task sources run the rollout stage: problems -> hinted prompts -> rollouts -> rewards."""
-    if source.kind == "task":
-        batch, extra, stats = source.rollout.build(records, step, total_steps, policy)
-        return SourceBatch(source, batch, None, 0, extra, stats)
+def encode(source: Source, records: list, tokenizer, max_length: int) -> SourceBatch:
+    """Records -> token batch. Preferences become 2B rows: chosen ones, then rejected ones."""
     if source.kind == "preference":
         pairs = [(r.prompt, r.chosen) for r in records] + [(r.prompt, r.rejected) for r in records]
     else:
@@ -69,12 +75,33 @@ def encode(source: Source, records: list, tokenizer, max_length: int, *, step: i
 
 def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step: int = 0,
          total_steps: int = 1, policy=None) -> list[SourceBatch]:
-    """One micro-batch from every source: the same global draw on every process, then its shard."""
-    return [
-        encode(s, shard(s.stream.take(s.batch_size), dist.rank, dist.world), tokenizer, max_length,
-               step=step, total_steps=total_steps, policy=policy)
-        for s in sources
-    ]
+    """One micro-batch from every source: the same global draw on every process, then its shard.
+    A task source's rollout stage draws a rollout batch's problems when it needs new ones and
+    serves it mini-batch by mini-batch."""
+    out = []
+    for s in sources:
+        if s.rollout is None:
+            records = shard(s.stream.take(s.batch_size), dist.rank, dist.world)
+            out.append(encode(s, records, tokenizer, max_length))
+            continue
+        problems = shard(s.stream.take(s.rollout.problems_needed(s.batch_size)), dist.rank, dist.world)
+        mb = s.rollout.next(problems, step, total_steps, policy)
+        out.append(SourceBatch(s, mb.batch, None, 0, mb.extra, mb.stats, mb.samples))
+    return out
+
+
+def step_counts(micro_batches: list[list[SourceBatch]], dist: Dist) -> dict[str, StepCounts]:
+    """Each source's rows and tokens over the whole step (micro-batches and processes), per process."""
+    local: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for micro in micro_batches:
+        for sb in micro:
+            mask = sb.batch.loss_mask[:, 1:]
+            c = StepCounts.local(sb.tensors(mask, mask, None, None, None))
+            total = local[sb.source.name]
+            total[0] += c.rows
+            total[1] += c.tokens
+            total[2] += c.hint_tokens
+    return {name: StepCounts(*(dist.sum(v) / dist.world for v in values)) for name, values in local.items()}
 
 
 def autocast(precision: str):
@@ -99,55 +126,57 @@ def train_step(
     grad_clip: float = 1.0,
     diagnostics_ref: bool = True,
     dist: Dist | None = None,
+    size: ModelFlops | None = None,
 ) -> dict[str, float]:
-    """Run one optimiser step; returns the step's metrics (averaged over processes)."""
+    """Run one optimiser step on micro-batches already drawn (`draw`, rollouts included);
+    returns the step's metrics (averaged over processes; `flops`: the step's compute summed
+    over processes, rollouts included, counted with `size`)."""
     dist = dist or Dist()
     start = time.perf_counter()
     policy.train()
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
-    tokens = 0
+    tokens, flops = 0, 0.0
     n_micro = len(micro_batches)
+    counts = step_counts(micro_batches, dist)
     for micro in micro_batches:
         total = 0.0
         for sb in micro:
             src, batch = sb.source, sb.batch
-            # 1. log-probs: pi_ref once per batch (no grad), then pi with grad
-            ref_logps = ref_full = None
-            if "ref_logps" in sb.extra:  # a reused batch of rollouts (PPO epochs)
-                ref_logps, ref_full = sb.extra["ref_logps"], sb.extra["ref_full"]
-            elif src.objective.wants_ref(src.params) or diagnostics_ref:
+            # 1. log-probs: pi_ref once per batch (no grad; kept for reused rollouts), then pi with grad
+            ref_logps, ref_full = sb.extra.get("ref_logps"), sb.extra.get("ref_full")
+            if ref_logps is None and (src.objective.wants_ref(src.params) or diagnostics_ref):
                 # the exact KL diagnostic needs pi_ref's (N, V) log-softmax: offline sources only
                 # (task sources log the k3 estimate of their objective, at no memory cost)
-                exact_kl = src.kind != "task"
+                exact_kl = src.rollout is None
                 with torch.no_grad(), reference.model() as ref_model, autocast(precision):
                     ref = token_logps(ref_model, batch, return_full=exact_kl)
-                ref, ref_full = ref if exact_kl else (ref, None)
-                ref_logps = ref.logps
-                if src.kind == "task":
+                ref_logps, ref_full = ref.logps, ref.full
+                flops += size.forward(ref.tokens, ref.head_rows) if size else 0.0
+                if src.rollout is not None:  # PPO epochs reuse these rollouts
                     sb.extra.update(ref_logps=ref_logps, ref_full=ref_full)
             with autocast(precision):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
                                   with_entropy=src.objective.needs_entropy and src.params.get("c_ent") != 0)
-            if src.kind == "task":  # pi_old: the log-probs at the first use of these rollouts
+            if size:
+                flops += size.forward(pol.tokens, pol.head_rows) + size.backward(pol.tokens, pol.head_rows)
+            if src.rollout is not None:  # pi_old: the rollout policy, i.e. pi before this batch's first update
                 sb.extra.setdefault("old_logps", pol.logps.detach())
-            # 2. objective (token-mean losses normalise by the global token count per process)
-            n_tok = float(pol.mask.sum())
-            x = SourceTensors(pol.logps, pol.mask, ref_logps, sb.targets, src.beta,
-                              normalizer=dist.sum(n_tok) / dist.world if dist.world > 1 else None,
-                              entropy=pol.entropy, extra=sb.extra)
+            # 2. objective: its means divide by the whole step's counts
+            x = sb.tensors(pol.logps, pol.mask, ref_logps, counts[src.name], pol.entropy)
             loss, stats = src.objective.compute(x, src.params)
             stats = {**sb.stats, **stats}
-            total = total + src.weight * loss / n_micro
+            total = total + src.weight * loss
             # diagnostics: implicit rewards and the exact KL(pi || pi_ref) on completion tokens
             stats = {**stats, **diagnostics(x, src.kind)}
             if pol.kl_ref is not None:
                 stats["kl/ref"] = (pol.kl_ref * pol.mask).sum() / pol.mask.sum().clamp(min=1)
-            sums[f"{src.name}/loss"] += float(loss.detach()) / n_micro
+            sums[f"{src.name}/loss"] += float(loss.detach())
             for key, value in stats.items():
                 sums[f"{src.name}/{key}"] += float(value) / n_micro
             sums[f"{src.name}/truncated"] += sb.truncated
             tokens += batch.num_tokens
+            flops += sb.stats.get("flops/rollout", 0.0)
         # 3. backward
         total.backward()
         if hasattr(optimizer, "collect_grads"):  # bf16-master: accumulate in fp32 master grads
@@ -165,5 +194,5 @@ def train_step(
     metrics["loss"] = sum(s.weight * metrics[f"{s.name}/loss"] for s in (sb.source for sb in micro_batches[0]))
     tokens = int(dist.sum(tokens))
     metrics.update(lr=lr, grad_norm=float(grad_norm), tokens=tokens, tokens_per_s=tokens / seconds,
-                   step_s=seconds)
+                   step_s=seconds, flops=dist.sum(flops))
     return metrics

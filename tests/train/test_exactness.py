@@ -1,0 +1,155 @@
+"""Token and row means are exact over the whole optimiser step: splitting the same global batch
+into micro-batches (gradient accumulation) or over processes changes no gradient, for every
+kind of objective, GRPO included (with fixed rollouts). Micro-batches of unequal token counts
+make a per-micro-batch mean (the bug this guards against) visibly wrong."""
+
+import copy
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tests.train.helpers import DATA
+from unift import models
+from unift.data.mixture import Stream
+from unift.data.records import load_jsonl
+from unift.rollout.task_source import RolloutSpec, Row, TaskRollout
+from unift.train import losses
+from unift.train.distributed import Dist
+from unift.train.step import Source, SourceBatch, encode, train_step
+
+MODEL = "tiny:layers=2,hidden=64,intermediate=128"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    policy, tokenizer = models.load(MODEL)
+    return policy, tokenizer
+
+
+def offline(kind: str, objective: str, path: str, params: dict | None = None) -> tuple[Source, list]:
+    records = load_jsonl(DATA / path, kind)[:4]
+    src = Source(objective, kind, losses.get(objective, kind), Stream(records, 0, 0), beta=0.1,
+                 params=params or {})
+    return src, records
+
+
+def rollout_rows() -> list[Row]:
+    """Two prompts x 2 rollouts of very unequal lengths, hints on the first prompt."""
+    return [
+        Row([1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12, 13], 1.0, True, 0),
+        Row([1, 2, 3, 4], [5, 6], [7, 8], 0.0, False, 0),
+        Row([1, 2, 9], [], [4], 1.0, True, 1),
+        Row([1, 2, 9], [], [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], 0.5, False, 1),
+    ]
+
+
+def grpo_batches(tokenizer, groups: list[list[int]], aggregation: str) -> tuple[Source, list[SourceBatch]]:
+    """Fixed rollouts (advantages over all four rows), one SourceBatch per list of row indices."""
+    rollout = TaskRollout(None, RolloutSpec(max_new_tokens=16), tokenizer, None, seed=0)
+    rows = rollout_rows()
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.25])
+    params = {"c_kl": 0.01, "c_ent": 0.01, "c_nll": 0.5, "aggregation": aggregation}
+    src = Source("task", "task", losses.get("grpo", "task"), None, params=params, rollout=rollout)
+    out = []
+    for sel in groups:
+        batch, extra = rollout._collate([rows[i] for i in sel], adv[sel])
+        out.append(SourceBatch(src, batch, None, 0, extra))
+    return src, out
+
+
+def gradients(policy, micro_batches, dist: Dist | None = None) -> list[torch.Tensor]:
+    """Gradients of one train_step (lr 0, no clipping) on a fresh copy of `policy`."""
+    policy = copy.deepcopy(policy)
+    reference = models.ReferencePolicy(policy)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    train_step(policy, reference, copy.deepcopy(micro_batches), opt, sched, precision="fp32", grad_clip=0.0,
+               diagnostics_ref=False, dist=dist)
+    return [p.grad.clone() for p in policy.parameters()]
+
+
+def assert_same(a, b):
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=2e-4, atol=1e-7)
+
+
+def differs(a, b) -> bool:
+    return any(not torch.allclose(x, y, rtol=1e-3, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+OFFLINE = [
+    ("demonstration", "sft", "demonstrations.jsonl", {}),
+    ("preference", "dpo-sigmoid", "preferences.jsonl", {"sft_weight": 1.0}),
+    ("preference", "una-pairwise", "preferences.jsonl", {}),
+    ("binary", "una-binary-mse", "binary.jsonl", {}),
+]
+
+
+@pytest.mark.parametrize("kind,objective,path,params", OFFLINE, ids=[c[1] for c in OFFLINE])
+def test_grad_accum_2_equals_1_on_the_same_global_batch(tiny, kind, objective, path, params):
+    policy, tokenizer = tiny
+    src, records = offline(kind, objective, path, params)
+    whole = [[encode(src, records, tokenizer, 128)]]
+    halves = [[encode(src, records[:1], tokenizer, 128)], [encode(src, records[1:], tokenizer, 128)]]
+    one, two = gradients(policy, whole), gradients(policy, halves)
+    assert_same(two, one)
+    # the comparison is sensitive: the first micro-batch alone gives another gradient
+    assert differs(gradients(policy, halves[:1]), one)
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean", "constant"])
+def test_grpo_grad_accum_2_equals_1_with_fixed_rollouts(tiny, aggregation):
+    policy, tokenizer = tiny
+    _, whole = grpo_batches(tokenizer, [[0, 1, 2, 3]], aggregation)
+    _, halves = grpo_batches(tokenizer, [[0, 1], [2, 3]], aggregation)
+    one = gradients(policy, [whole])
+    assert_same(gradients(policy, [[halves[0]], [halves[1]]]), one)
+    assert differs(gradients(policy, [[halves[0]]]), one)  # no micro-batch may be dropped
+
+
+def test_constant_aggregation_divides_by_rollouts_times_max_new_tokens(tiny):
+    """Dr. GRPO: the policy term is sum / (4 rollouts x 16 max_new_tokens), not a token mean."""
+    policy, tokenizer = tiny
+    src, (sb,) = grpo_batches(tokenizer, [[0, 1, 2, 3]], "constant")
+    src.params.update(c_kl=0.0, c_ent=0.0, c_nll=0.0)
+    comp = sb.extra["completion_mask"]
+    logps = torch.zeros(comp.shape)  # on-policy ratio 1: each token's loss is -A of its row
+    x = losses.SourceTensors(logps, comp, None, None, 0.1, extra={**sb.extra, "old_logps": logps})
+    loss, _ = src.objective.compute(x, src.params)
+    # rows have 7, 2, 1, 11 completion tokens and advantages 1, -1, 0.5, -0.25:
+    # sum over tokens of -A = -(7 - 2 + 0.5 - 2.75) = -2.75; / (4 x 16) = -0.04296875
+    # (a token mean would give -2.75 / 21 = -0.131)
+    assert float(loss) == pytest.approx(-0.04296875)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, port: int, shards, out_dir: str):
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        policy, tokenizer = models.load(MODEL)
+        _, batches = grpo_batches(tokenizer, [shards[rank]], "token_mean")
+        grads = gradients(policy, [batches], Dist(rank, 2))
+        torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_equal_one_for_grpo(tiny, tmp_path):
+    """Process 0 holds 9 completion tokens, process 1 holds 12: averaging two per-process token
+    means would weigh them equally; the step's token count weighs every token the same."""
+    policy, tokenizer = tiny
+    _, whole = grpo_batches(tokenizer, [[0, 1, 2, 3]], "token_mean")
+    one = gradients(policy, [whole])
+    mp.spawn(_worker, args=(_free_port(), [[0, 1], [2, 3]], str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):  # averaged gradients: the same on both processes, and the single-process ones
+        assert_same(torch.load(tmp_path / f"rank{rank}.pt"), one)
