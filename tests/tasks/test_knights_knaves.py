@@ -7,7 +7,7 @@ from itertools import product
 import pytest
 
 from unift import tasks
-from unift.tasks.knights_knaves import holds, render
+from unift.tasks.knights_knaves import MAX_ANSWER_CHARS, holds, render
 
 
 def _naive_solutions(problem) -> list[tuple[bool, ...]]:
@@ -100,3 +100,12 @@ def test_reference_trace_reads_like_the_study():
         "Therefore, (1) Zoey is a knight (2) Oliver is a knave (3) Ethan is a knight"
     )
     assert "contradiction." in "".join(steps)  # the trace shows the refuted branch
+
+
+def test_answers_longer_than_the_cap_are_not_read():
+    task = tasks.get("knights_knaves")
+    right = "Zoey is a knight, Oliver is a knave and Ethan is a knight."
+    padded = right + " " + "x" * (MAX_ANSWER_CHARS - len(right))  # one character over
+    assert task.score(PROBLEM, f"<answer>{padded[:-1]}</answer>").correct
+    score = task.score(PROBLEM, f"<answer>{padded}</answer>")
+    assert score.reward == 0.0 and f"longer than {MAX_ANSWER_CHARS}" in score.feedback

@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 
 from unift import tasks
-from unift.tasks.navigation import HEADINGS, RELATIONS, STEP, relative_turn, where, wrap
+from unift.tasks.navigation import (
+    HEADINGS,
+    MAX_ACTION_CHARS,
+    MAX_ACTIONS,
+    RELATIONS,
+    STEP,
+    parse_actions,
+    relative_turn,
+    where,
+    wrap,
+)
 
 
 @pytest.mark.parametrize(
@@ -103,6 +113,30 @@ def test_sequence_score_is_per_step_accuracy():
     score = task.score(PROBLEM, "<answer>" + "\n".join(want[:-1]) + "</answer>")  # forgot to stop
     assert score.reward == pytest.approx((len(want) - 1) / len(want)) and not score.correct
     assert task.score(PROBLEM, "\n".join(want)).reward == 0.0  # no answer block
+
+
+@pytest.mark.parametrize(
+    ("text", "actions"),
+    [
+        ("forward ( ) STOP()", ["forward()", "stop()"]),
+        (
+            "turn_direction('Slightly  Left ') turn_direction(\"north\")",
+            ["turn_direction(slightly left)", "turn_direction(north)"],
+        ),
+        ("turn_direction( )", ["turn_direction()"]),  # an empty direction: a wrong action
+        ("turn_direction(north-east) turn_direction(forward()) ", ["forward()"]),
+        ("turn_direction(" + "a" * 21 + ")", []),
+        ("turn_direction(" + " " * 70 + "north)", []),  # arguments up to 64 characters
+    ],
+)
+def test_actions_are_parsed(text, actions):
+    assert parse_actions(text) == actions
+
+
+def test_only_the_first_actions_of_an_answer_are_read():
+    assert len(parse_actions("stop()" * (MAX_ACTIONS + 5))) == MAX_ACTIONS
+    late = " " * (MAX_ACTION_CHARS - 12) + "stop()"  # starts before the cap, ends after it
+    assert parse_actions("forward()" + late) == ["forward()"]
 
 
 def test_step_scoring_and_two_attempts():

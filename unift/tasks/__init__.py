@@ -4,6 +4,7 @@
     problems = task.problems(1000, seed=0, split="train")
     task.score(problems[0], completion)          # -> Score(reward, correct, parsed, feedback)
     task.solution_steps(problems[0])             # hint pieces for UFT-hint
+    unift.tasks.stop_strings(task)               # ["</answer>"]: where generation may stop
 
 One module per task; `base` holds the interface, `registry` the name -> class table, `arith`
 the safe arithmetic shared by countdown and general_points, `guard` the limits put on
@@ -20,6 +21,17 @@ from . import (  # noqa: F401  (importing a task module registers it)
     reasoning_gym_adapter,
 )
 from .base import ID, OOD, Score, Task, retry_messages
-from .registry import TASKS, get, names, register
+from .registry import TASKS, get, names, register, stop_strings
 
-__all__ = ["ID", "OOD", "TASKS", "Score", "Task", "get", "names", "register", "retry_messages"]
+__all__ = [
+    "ID",
+    "OOD",
+    "TASKS",
+    "Score",
+    "Task",
+    "get",
+    "names",
+    "register",
+    "retry_messages",
+    "stop_strings",
+]

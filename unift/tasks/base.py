@@ -8,19 +8,31 @@ out-of-distribution (OOD) settings; `get(name, variant="ood", key=value)` resolv
 Train/test split: a problem belongs to the test split when a hash of its `split_key` falls
 below `test_fraction`. The rule depends on the problem alone, so no seed can put a test problem
 into the training set.
+
+Verifiers run on the training process's main thread, so every subclass's `score` is wrapped
+in a hard time limit (`score_time_limit`, default `SCORE_TIME_LIMIT` seconds; SIGALRM, main
+thread only): a scoring that overruns gets the task's lowest reward and feedback saying so. The
+limit is the backstop; the guarantee is that verifiers are linear in the completion (no regex
+that can backtrack over a long run) and read at most `MAX_COMPLETION_CHARS`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
+import types
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import guard
+
 ID, OOD = "id", "ood"
 MAX_COMPLETION_CHARS = 100_000  # longer completions get the task's minimum reward, unread
+SCORE_TIME_LIMIT = 1.0  # seconds one `score` call may take (the default of `score_time_limit`)
 
 DEFAULT_PREAMBLE = (
     "A conversation between User and Assistant. The user asks a question, and the assistant "
@@ -66,9 +78,32 @@ def last_block(text: str, tag: str = "answer") -> str | None:
     return text[start + len(tag) + 2 : end].strip()
 
 
+def time_limited(score: Callable[[Task, dict, str], Score]) -> Callable[[Task, dict, str], Score]:
+    """`score` under the task's `score_time_limit`: past it, `timeout_score`. Applied to every
+    subclass's `score` by `Task.__init_subclass__`; an inner limit (a `score` calling
+    `super().score`) never outlives an outer one, and each catches only its own alarm."""
+
+    @functools.wraps(score)
+    def limited(self: Task, problem: dict, completion: str) -> Score:
+        limit = guard.TimeLimit(self.score_time_limit)
+        try:
+            with limit:
+                result = score(self, problem, completion)
+        except guard.TimeLimitExceeded as e:
+            if e.limit is not limit:
+                raise
+            limit.close()  # the alarm may have cut `__exit__` short
+            return self.timeout_score()
+        return self.timeout_score() if limit.expired else result  # a bare `except:` caught it
+
+    limited.time_limited = True  # type: ignore[attr-defined]
+    return limited
+
+
 class Task(ABC):
     """Base class of every task. Subclasses set the class attributes and implement the four
-    abstract methods; `register(name)` makes them available to `get`.
+    abstract methods; `register(name)` makes them available to `get`. Every subclass's `score`
+    runs under `score_time_limit` (`time_limited`).
     """
 
     name: ClassVar[str] = ""
@@ -84,6 +119,22 @@ class Task(ABC):
     system_prompt: ClassVar[str | None] = None
     retry_instruction: ClassVar[str] = "Please try again, using the same answer format."
     max_tries_per_problem: ClassVar[int] = 1000
+    stop_strings: ClassVar[tuple[str, ...]] = ()
+    """Strings after which a completion is complete (rollouts and evaluation stop there; EOS
+    always stops). Set only when the answer format ends with a fixed string, such as
+    "</answer>"; cutting the reference completion after the first one must not change its
+    score."""
+    score_time_limit: float | None = SCORE_TIME_LIMIT
+    """Seconds one `score` call may take before it scores `floor_reward` with feedback saying
+    so; None: no limit. Enforced with SIGALRM in the main thread of the main interpreter only
+    (elsewhere linear verifiers are the guarantee). Set it on `Task` for every task, on a class
+    or on an instance."""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        score = cls.__dict__.get("score")
+        if isinstance(score, types.FunctionType) and not getattr(score, "time_limited", False):
+            cls.score = time_limited(score)
 
     def __init__(self, variant: str | None = None, **params: Any):
         names = self.named_variants
@@ -207,17 +258,34 @@ class Task(ABC):
         return answer
 
     def too_long(self, completion: str) -> Score | None:
-        """The minimum-reward Score for a completion that is not a string or too long to read."""
+        """The `floor_reward` Score for a completion that is not a string or too long to read."""
         if not isinstance(completion, str):
-            return Score(self.min_reward, False, None, "The completion is not text.")
+            return Score(self.floor_reward, False, None, "The completion is not text.")
         if len(completion) > MAX_COMPLETION_CHARS:
             return Score(
-                self.min_reward,
+                self.floor_reward,
                 False,
                 None,
                 f"The completion is longer than {MAX_COMPLETION_CHARS} characters.",
             )
         return None
+
+    def timeout_score(self) -> Score:
+        """The Score of a completion whose scoring overran `score_time_limit`."""
+        return Score(
+            self.floor_reward,
+            False,
+            None,
+            f"The verifier exceeded its time limit of {self.score_time_limit} s on this "
+            "completion, which scores the lowest reward.",
+        )
+
+    @property
+    def floor_reward(self) -> float:
+        """Reward of a completion the verifier cannot read (not text, too long, or scoring past
+        the time limit): `min_reward`, unless a task whose `score` scale starts higher sets a
+        class attribute of this name."""
+        return self.min_reward
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(variant={self.variant_name!r}, {self.variant})"

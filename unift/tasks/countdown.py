@@ -10,7 +10,9 @@ Answer format (as in the UFT study): reasoning in <think></think>, the expressio
 numbers or wrong value); 0.0 no answer block, or one that cannot be parsed or evaluated
 (syntax, illegal characters, division by zero, numbers out of bounds). A trailing "= 98" in the
 answer is ignored. Unary minus is allowed (reasoning-gym's reference answers use it, e.g.
-"-26 + 45"); it adds nothing a subtraction could not express.
+"-26 + 45"); it adds nothing a subtraction could not express. The expression is read only up
+to `arith.MAX_CHARS` characters (longer ones score 0), and completions stop after "</answer>"
+(`stop_strings`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Countdown(Task):
         "ood_target": variant(OOD, "targets 101..1000", min_target=101, max_target=1000),
     }
     retry_instruction = "Please try again. Put the final expression in <answer> </answer> tags."
+    stop_strings = ("</answer>",)
 
     def check_variant(self) -> None:
         v = self.variant

@@ -10,15 +10,19 @@ Verifier: math-verify parses the gold answer and the end of the completion (last
 `tail_chars` characters; a \boxed{} answer longer than `max_answer_chars` is rejected, as
 parsing time grows with it) and checks equivalence. Reward 1.0 equivalent; 0.1 something was
 parsed but differs; 0.0 nothing parsed or rejected. Parsed expressions are screened
-(`guard.sympy_problem`) before math-verify simplifies them, and math-verify's own timeouts are
-on in the main thread. Answers math-verify cannot parse fall back to exact string comparison
-with the last \\boxed{} or <answer> content. Never raises.
+(`guard.sympy_problem`) before math-verify simplifies them. The whole scoring runs under
+`score_time_limit` (4 s: math-verify's own two 2-s timeouts, which this replaces: its alarm
+would cancel the limit's timer); math-verify keeps its own timeouts in the main thread when no
+timer is running. math-verify is imported when the task is built, not on the first, timed
+scoring. Answers math-verify cannot parse fall back to exact string comparison with the last
+\\boxed{} or <answer> content. Never raises.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 from functools import lru_cache
 
@@ -49,8 +53,12 @@ def _gold(answer: str) -> list:
 
 
 def _timeout() -> int | None:
-    """math-verify's signal-based timeouts only work in the main thread."""
-    return 2 if threading.current_thread() is threading.main_thread() else None
+    """math-verify's signal-based timeouts only work in the main thread, and only when no
+    timer is running there (`score_time_limit`'s or a caller's): its alarm would replace that
+    timer and cancel it on return."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return None if signal.getitimer(signal.ITIMER_REAL)[0] > 0 else 2
 
 
 def last_boxed(text: str) -> str | None:
@@ -77,10 +85,13 @@ class Jsonl(Task):
         "max_answer_chars": 200,
     }
     named_variants = {"default": variant(ID, "the file's problems")}
+    score_time_limit = 4.0  # parsing and verifying; math-verify's own limits were 2 s + 2 s
 
     def check_variant(self) -> None:
         if not self.variant["path"]:
             raise ValueError('jsonl: give the file, e.g. get("jsonl", path="problems.jsonl")')
+        import math_verify  # noqa: F401  (sympy's import takes ~0.5 s: not on the timed call)
+
         self.test_fraction = float(self.variant["test_fraction"])
         self.system_prompt = self.variant["system_prompt"]
 

@@ -14,8 +14,10 @@ for all 2^n assignments at once: each formula evaluates to an n-bit truth table 
 The reference solution is a backtracking trace ("Assume Zoey is a knight. ...") ending with
 "Therefore, (1) Zoey is a knight (2) ..." and an <answer> block. Verifier (the study's): the
 last <answer> block must state "NAME is a knight/knave" for every inhabitant. Reward 1.0 all
-right; 0.1 every inhabitant named but some role wrong (or stated both ways); 0.0 no block or
-an inhabitant missing.
+right; 0.1 every inhabitant named but some role wrong (or stated both ways); 0.0 no block, an
+inhabitant missing, or a block longer than MAX_ANSWER_CHARS (one line per inhabitant needs a
+few hundred characters; the cap keeps the verifier's work small whatever the completion).
+Completions stop after "</answer>" (`stop_strings`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ NAMES = [
     "Alice",
 ]
 BINARY = ("and", "or", "implies", "iff")
+MAX_ANSWER_CHARS = 2000  # longest <answer> block read: ten roles take about 300 characters
 ROLE = {True: "knight", False: "knave"}
 
 
@@ -141,6 +144,7 @@ class KnightsKnaves(Task):
     retry_instruction = (
         "Please try again. State every inhabitant's role in <answer> </answer> tags."
     )
+    stop_strings = ("</answer>",)
 
     def check_variant(self) -> None:
         v = self.variant
@@ -280,6 +284,13 @@ class KnightsKnaves(Task):
         answer = self.answer_block(completion)
         if isinstance(answer, Score):
             return answer
+        if len(answer) > MAX_ANSWER_CHARS:
+            return Score(
+                0.0,
+                False,
+                None,
+                f"The answer is longer than {MAX_ANSWER_CHARS} characters; state one role per line.",
+            )
         claims: dict[str, set[str]] = {}
         for name in problem["names"]:
             pattern = rf"\b{re.escape(name)}\s+is\s+an?\s+(knight|knave)\b"

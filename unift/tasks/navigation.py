@@ -92,10 +92,15 @@ LANDMARKS = [
     "Nova Electronics",
     "Rose Garden Cafe",
 ]
-_ACTION = re.compile(
-    r"(forward|stop)\s*\(\s*\)|turn_direction\s*\(\s*['\"]?([a-z ]{1,20}?)['\"]?\s*\)", re.I
-)
+# Linear: possessive whitespace (never given back) and a bounded argument, read by `direction`.
+# The single pattern `turn_direction\s*\(\s*['"]?([a-z ]{1,20}?)['"]?\s*\)` let two `\s*` and
+# the lazy group share one run of spaces: "turn_direction(" + 20k spaces + "x" took 27 s
+# (quadratic). Both accept the same actions, with arguments up to 64 characters.
+_ACTION = re.compile(r"(forward|stop)\s*+\(\s*+\)|turn_direction\s*+\(([^()]{0,64})\)", re.I)
+_DIRECTION = re.compile(r"[a-z ]{1,20}", re.I)
+_QUOTES = ("'", '"')
 MAX_ACTIONS = 200  # actions read from one completion
+MAX_ACTION_CHARS = 10_000  # characters read from one answer: room for MAX_ACTIONS actions
 
 
 def wrap(d: int) -> int:
@@ -120,17 +125,34 @@ def where(name: str, relation: str) -> str:
     return f"{name} is on your {relation}"
 
 
+def direction(argument: str) -> str | None:
+    """The normalised direction of `turn_direction(argument)`, or None when the argument is
+    not whitespace, an optional quote, 1-20 letters or spaces, an optional quote, whitespace
+    (the letters may be spaces only: "turn_direction( )" reads as an empty direction)."""
+    core = argument.strip()
+    if not core:  # all whitespace: the direction is a run of spaces
+        return "" if " " in argument else None
+    if core in _QUOTES:  # one quote, with the direction's spaces right before or after it
+        i = argument.index(core)
+        return "" if " " in (argument[i - 1 : i], argument[i + 1 : i + 2]) else None
+    core = core[1:] if core.startswith(_QUOTES) else core
+    core = core[:-1] if core.endswith(_QUOTES) else core
+    return " ".join(core.lower().split()) if _DIRECTION.fullmatch(core) else None
+
+
 def parse_actions(text: str) -> list[str]:
-    """Actions in order, normalised: "forward()", "stop()", "turn_direction(slightly left)"."""
+    """Actions in order, normalised: "forward()", "stop()", "turn_direction(slightly left)".
+    Reads the first MAX_ACTION_CHARS characters and at most MAX_ACTIONS actions. A direction
+    is up to 20 letters and spaces, optionally quoted, with whitespace around."""
     out = []
-    for m in _ACTION.finditer(text):
+    for m in _ACTION.finditer(text, 0, MAX_ACTION_CHARS):
         if len(out) >= MAX_ACTIONS:
             break
-        out.append(
-            f"{m.group(1).lower()}()"
-            if m.group(1)
-            else f"turn_direction({' '.join(m.group(2).lower().split())})"
-        )
+        if m.group(1):
+            out.append(f"{m.group(1).lower()}()")
+            continue
+        if (x := direction(m.group(2))) is not None:
+            out.append(f"turn_direction({x})")
     return out
 
 
@@ -153,6 +175,8 @@ class Navigation(Task):
         ),
     }
     min_reward = -1.0  # a step's reward; `score` of a whole sequence lies in [0, 1]
+    floor_reward = 0.0  # an unreadable or overrunning completion of a whole sequence
+    stop_strings = ("</answer>",)  # the one-completion format; step replies have no tags
     attempts = 2
     retry_instruction = "Please try again: reply with one action."
 
@@ -261,7 +285,7 @@ class Navigation(Task):
 
     def score(self, problem: dict, completion: str) -> Score:
         if (bad := self.too_long(completion)) is not None:
-            return Score(0.0, False, None, bad.feedback)
+            return bad
         answer = last_block(completion)
         if answer is None:
             return Score(0.0, False, None, "No <answer> </answer> block was found.")

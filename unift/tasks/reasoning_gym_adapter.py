@@ -15,6 +15,11 @@ few math functions); the verifier gets the normalised text. Every verifier call,
 not, runs in a separate, resource-limited process with a timeout (`sandbox`): the screens judge
 only the answer, and a verifier may also evaluate a field of the problem (bitwise_arithmetic),
 which may come from a user's file. A call past `timeout` seconds scores 0 and says so.
+
+That timeout is the hard limit of this verifier, so `score_time_limit` is off here: the first
+call imports reasoning-gym and starts the worker (seconds), and an alarm could cut the pipe
+protocol with the worker mid-reply. What runs in this process is linear and reads at most
+`max_answer_chars` of the answer. Completions stop after "</answer>" (`stop_strings`).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class ReasoningGym(Task):
     defaults = {"dataset": "countdown", "timeout": 2.0, "max_answer_chars": 2000}
     named_variants = {"default": variant(ID, "the dataset's default configuration")}
     extra_params = True
+    stop_strings = ("</answer>",)
+    score_time_limit = None  # the sandbox's `timeout` bounds the verifier (module docstring)
 
     @property
     def config(self) -> dict:

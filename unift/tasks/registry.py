@@ -1,4 +1,5 @@
-"""Task registry: `register(name)` adds a Task class, `get(name, **variant)` builds one."""
+"""Task registry: `register(name)` adds a Task class, `get(name, **variant)` builds one,
+`stop_strings(task)` gives the strings its completions stop at."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def get(name: str, **variant: Any) -> Task:
     if name not in TASKS:
         raise KeyError(f"unknown task {name!r}; known: {names()}")
     return TASKS[name](**variant)
+
+
+def stop_strings(task: Task | type[Task] | str) -> list[str]:
+    """The task's `stop_strings` as a list, for a generation config: a Task, a Task class or a
+    registered name. Empty when only EOS ends a completion."""
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise KeyError(f"unknown task {task!r}; known: {names()}")
+        task = TASKS[task]
+    return list(task.stop_strings)
