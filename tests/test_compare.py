@@ -123,7 +123,8 @@ def test_flops_per_step_by_hand(tmp_path):
     # two PPO epochs: a rollout batch serves two steps (generation halved); two mini-batches: the
     # second is scored by pi_old before the first update (half a forward per step)
     rft.sources[0].rollout.ppo_epochs = 2
-    assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(8 * (4 * fwd(320, 200) + (fwd(120, 1) + fwd(200, 200)) / 2))
+    assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(
+        8 * (4 * fwd(320, 200) + (fwd(120, 1) + fwd(200, 200)) / 2))
     rft.sources[0].rollout.ppo_epochs, rft.sources[0].rollout.mini_batches = 1, 2
     assert flops_per_step(rft, M, lengths, 0.5) == pytest.approx(rft_step + 8 * 0.5 * fwd(320, 200))
     # verification iterations: 0.8 of the 4 attempts retried, each a row of 50 + 30 + 50 tokens beyond

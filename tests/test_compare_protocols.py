@@ -80,7 +80,7 @@ def test_flags_protocols_and_seeds():
     assert (s.match, s.steps, s.seeds, s.eval_n, s.stop_strings) == ("flops", 0, [0], 128, None)
     # the quickstart is step-matched; --match flops gives it its budget back
     quick = settings_for(**QUICKSTART)
-    assert (quick.match, quick.steps, quick.eval_n) == ("steps", 12, 128)
+    assert (quick.match, quick.steps, quick.eval_n) == ("steps", 12, 32)
     flops = settings_for(**quickstart_base(build_parser().parse_args(["--match", "flops"])))
     assert (flops.match, flops.steps, flops.budget) == ("flops", 0, 2e13)
     text = build_parser().format_help()
@@ -155,6 +155,11 @@ def test_step_matched_comparison_with_two_seeds_on_tiny(tmp_path, capsys):
         assert (config.steps, config.optim.lr, config.sources[0].params["c_nll"]) == (3, 5e-3, 0.5)
         assert config.seed == seed and len(read_metrics(out / "runs" / f"uft-s{seed}")) == 3
     assert load_config(out / "configs" / "sft-rft_2_rft-s0.yaml").optim.lr == 1e-3
+    # every rollout and evaluation, the base model's too, stops at the task's stop strings
+    own = list(getattr(tasks.get("countdown", variant="easy"), "stop_strings", ()))
+    assert config.sources[0].rollout.stop_strings == config.eval.stop_strings == own
+    assert json.loads((out / "base" / "key.json").read_text())["stop_strings"] == own
+    assert manifest["settings"]["stop_strings"] == own
     page = (out / "report.html").read_text()
     assert "<b>Protocol:</b> step-matched: every arm 3 optimiser steps of 2 prompts" in page
     assert "uft: uft.lr=5e-3, uft.sources.0.params.c_nll=0.5" in page

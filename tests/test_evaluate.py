@@ -2,6 +2,7 @@
 follow hand-counted scripts of a fake engine; the test sets are fixed; `unift eval` writes its
 table."""
 
+import dataclasses
 import json
 import random
 import re
@@ -172,3 +173,33 @@ def test_eval_cli_writes_every_named_variant(tmp_path, capsys):
     table = (tmp_path / "eval.md").read_text()
     assert sum(line.startswith("| ") for line in table.splitlines()) == 1 + len(named)  # header + rows
     assert "| ood_numbers | ood | 2 |" in capsys.readouterr().out
+
+
+class CutEngine(ScriptedEngine):
+    """ScriptedEngine whose greedy completions of odd-numbered problems run into the token limit."""
+
+    def generate(self, prompts, num_samples, max_new_tokens, **kw):
+        out = super().generate(prompts, num_samples, max_new_tokens, **kw)
+        numbers = [int(re.search(r"#(\d+)", self.tokenizer.decode(ids)).group(1)) for ids in prompts]
+        finished = [i % 2 == 0 for i in numbers for _ in range(num_samples)]
+        return dataclasses.replace(out, finished=finished)
+
+
+def test_truncated_rate_counts_completions_cut_by_the_token_limit(tiny):
+    _, tokenizer = tiny
+    result = evaluate_policy(None, tokenizer, YesTask(), [{"i": i} for i in range(4)], engine=CutEngine(tokenizer))
+    assert result["truncated_rate"] == 2 / 4 and result["finished_rate"] == 2 / 4  # problems 1 and 3 were cut
+
+
+def test_eval_cli_stops_at_the_tasks_stop_strings_by_default(tmp_path, monkeypatch):
+    import unift.evaluate as ev
+
+    seen = []
+    monkeypatch.setattr(ev, "evaluate_variants", lambda *a, **kw: seen.append(kw["stop_strings"]) or {
+        "easy": {"n": 1, "pass@1": 0.0, "reward_mean": 0.0, "format_rate": 0.0, "truncated_rate": 1.0}})
+    own = list(tasks.TASKS["countdown"].stop_strings)
+    for flags, expected in [([], own), (["--stop", "\n\n"], ["\n\n"]), (["--no-stop"], [])]:
+        assert main(["tiny", "--task", "countdown", "--variant", "easy", "--out", str(tmp_path), *flags]) == 0
+        assert seen[-1] == expected
+        assert json.loads((tmp_path / "eval.json").read_text())["settings"]["stop_strings"] == expected
+    assert own == ["</answer>"]

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from unift.report import (
+    Chain,
     build_report,
     caveats,
     hint_length_rows,
     load_comparison,
+    mean_curve,
     std_error_of,
     summary_markdown,
     table_rows,
@@ -266,3 +268,15 @@ def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
     assert (eos, nll) == (0.5, 40)
     page = build_report(d).read_text()
     assert "<td>0.15 (0%)</td><td>1.00 (100%)</td><td>50</td><td>40</td>" in page
+
+
+def test_mean_curve_pairs_the_seeds_final_evaluations(tmp_path):
+    # seed 0 evaluated at steps 5 and 10, seed 1 (FLOP-matched, shorter steps) at 4, 8 and 12:
+    # the curve pairs 5 with 4, and the finals 10 with 12; seed 1's step 8 has no partner
+    base = _evals(0, 0.0, 0.0, 0.0)[:1]
+    chains = [Chain(0, [], base + _evals(5, 5e11, 0.25, 0)[:1] + _evals(10, 1e12, 0.5, 0)[:1]),
+              Chain(1, [], base + _evals(4, 4e11, 0.125, 0)[:1] + _evals(8, 8e11, 0.25, 0)[:1]
+                    + _evals(12, 1.2e12, 0.375, 0)[:1])]
+    curve = mean_curve(chains)
+    assert [(e["step"], e["flops"], e["pass@1"]) for e in curve] == [(0, 0.0, 0.0), (4.5, 4.5e11, 0.1875),
+                                                                    (11, 1.1e12, 0.4375)]

@@ -14,7 +14,7 @@ from unift.memory import retain_freed_memory
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("unift.train.run", "train on a mixture of sources from a YAML config"),
     "eval": ("unift.evaluate", "evaluate a model or run on a task's ID and OOD test sets"),
-    "compare": ("unift.compare", "compare sft, rft, sft-rft, r3, uft at equal compute, with a report"),
+    "compare": ("unift.compare", "compare sft, rft, sft-rft, r3, uft at equal steps or compute, with a report"),
     "study": ("unift.study", "the SFT-vs-RL generalization study (GeneralPoints, Navigation)"),
     "quickstart": ("unift.compare:quickstart", "the quickstart comparison on the embedded model"),
     "data": ("unift.tasks.export", "export a task's problems as SFT or RL records (JSONL)"),

@@ -369,7 +369,8 @@ def accuracy_figure(c: Comparison):
         for col, label in enumerate(labels):
             ax = axes[row, col]
             base = c.base_row(label)
-            n = int(base["n"]) if base else next((int(e["n"]) for a in c.arms for e in a.evals if e["label"] == label), 0)
+            n = int(base["n"]) if base else next((int(e["n"]) for a in c.arms for e in a.evals
+                                                  if e["label"] == label), 0)
             kind = "ID" if c.distribution(label) == "id" else "OOD"
             ax.set_title(f"{kind} test set '{label}' (n = {n}): {key} vs {'FLOPs' if x == 'flops' else 'steps'}",
                          fontsize=10)
@@ -396,9 +397,8 @@ def accuracy_figure(c: Comparison):
             ax.set_ylabel(ylabel)
             ax.set_ylim(0, max(5.0, ax.get_ylim()[1]))
     _legend(fig, axes)
-    band = "binomial standard error" if c.seeds == 1 else \
-        f"standard error of the mean over {c.seeds} seeds; thin lines: single seeds"
-    fig.suptitle(f"Held-out accuracy against training compute and steps ({c.match}-matched; bands: ±1 {band})")
+    band = "binomial SE" if c.seeds == 1 else f"SE over {c.seeds} seeds; thin lines: single seeds"
+    fig.suptitle(f"Held-out accuracy, {c.match}-matched (bands: ±1 {band})")
     return fig
 
 
@@ -711,7 +711,8 @@ def samples(c: Comparison, per_arm: int = 3) -> list[tuple[str, Path, list[dict]
             rows = _jsonl(run.dir / "samples.jsonl")
             if rows:
                 last = max(r.get("step", 0) for r in rows)
-                out.append((arm.name, run.dir / "samples.jsonl", [r for r in rows if r.get("step", 0) == last][:per_arm]))
+                shown = [r for r in rows if r.get("step", 0) == last][:per_arm]
+                out.append((arm.name, run.dir / "samples.jsonl", shown))
                 break
     return out
 
