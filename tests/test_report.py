@@ -257,7 +257,7 @@ def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
     d = make_compare_dir(tmp_path)
     metrics = _metrics(4, 1e11, rollouts=True)
     for t, row in enumerate(metrics):  # k = 0 every step; k = 5 on the first two only
-        row.update({"reward_by_k/0": 0.1 * t, "correct_by_k/0": 0.0, "full_hint_eos_rate": 0.5, "nll_tokens": 40})
+        row.update({"reward_by_k/0": 0.1 * t, "correct_by_k/0": 0.0, "full_hint_eos_p": 0.25 * t, "nll_tokens": 40})
         if t < 2:
             row.update({"reward_by_k/5": 1.0, "correct_by_k/5": 1.0})
     _write_jsonl(d / "runs/uft/metrics.jsonl", metrics)
@@ -265,9 +265,9 @@ def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
     assert ks == [0, 5]
     ((name, reward, correct, eos, nll),) = rows
     assert name == "uft" and reward == pytest.approx({0: 0.15, 5: 1.0}) and correct == {0: 0.0, 5: 1.0}
-    assert (eos, nll) == (0.5, 40)
+    assert (eos, nll) == (0.375, 40)  # p(EOS) 0, .25, .5, .75 over the steps
     page = build_report(d).read_text()
-    assert "<td>0.15 (0%)</td><td>1.00 (100%)</td><td>50</td><td>40</td>" in page
+    assert "<td>0.15 (0%)</td><td>1.00 (100%)</td><td>38</td><td>40</td>" in page
 
 
 def test_mean_curve_pairs_the_seeds_final_evaluations(tmp_path):

@@ -683,8 +683,10 @@ def _mean_metric(run: Run, key: str) -> float | None:
 
 def hint_length_rows(c: Comparison) -> tuple[list[int], list[tuple[str, dict, dict, float | None, float | None]]]:
     """Rollout diagnostics by hint length k, per run with rollouts (all seeds pooled): (every k,
-    [(name, reward by k, correct rate by k, full-hint EOS rate, NLL tokens per step)]), each a
-    mean over the steps that logged it. Empty when no run logged `reward_by_k/<k>`."""
+    [(name, reward by k, correct rate by k, EOS after a full hint, NLL tokens per step)]), each a
+    mean over the steps that logged it. The EOS column is the policy's p(EOS) after a full hint
+    (`full_hint_eos_p`), or the share of full-hint rollouts that ended (`full_hint_eos_rate`).
+    Empty when no run logged `reward_by_k/<k>`."""
     rows, ks = [], set()
     for arm in c.arms:
         for i in range(len(arm.runs)):
@@ -697,8 +699,9 @@ def hint_length_rows(c: Comparison) -> tuple[list[int], list[tuple[str, dict, di
                 continue
             ks |= set(reward) | set(correct)
             name = arm.name if len(arm.runs) == 1 else f"{arm.name} ({merged.preset} run)"
-            rows.append((name, reward, correct, _mean_metric(merged, "full_hint_eos_rate"),
-                         _mean_metric(merged, "nll_tokens")))
+            eos = _mean_metric(merged, "full_hint_eos_p")
+            eos = _mean_metric(merged, "full_hint_eos_rate") if eos is None else eos
+            rows.append((name, reward, correct, eos, _mean_metric(merged, "nll_tokens")))
     return sorted(ks), rows
 
 
@@ -794,7 +797,7 @@ def _hint_length_html(c: Comparison) -> str:
     ks, rows = hint_length_rows(c)
     if not rows:
         return ""
-    head = ["run", *(f"k = {k}" for k in ks), "full hint ends (EOS, %)", "NLL tokens / step"]
+    head = ["run", *(f"k = {k}" for k in ks), "EOS after a full hint (%)", "NLL tokens / step"]
     body = []
     for name, reward, correct, eos, nll in rows:
         cells = [name]
@@ -805,7 +808,8 @@ def _hint_length_html(c: Comparison) -> str:
         body.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
     return ("<h2>Rollouts by hint length</h2><p>Mean training reward of the rollouts (correct rate in brackets) "
             "by hint length k (k of the solution's cut points given as hint; 0: none), averaged over the steps "
-            "and seeds that drew it; the share of full-hint rollouts that end with EOS; NLL tokens per step "
+            "and seeds that drew it; how likely the policy ends (EOS) right after a full hint, which is the SFT target "
+            "and should end there; NLL tokens per step "
             "(hint tokens trained by the NLL term).</p><table id='by-k'><thead><tr>"
             + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(body)
             + "</tbody></table>")
