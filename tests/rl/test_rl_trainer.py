@@ -80,6 +80,9 @@ def test_sft_preset_trains_on_reference_solutions_without_rollouts(tmp_path):
     rows = read_metrics(train(config))
     assert all(r["rollout_tokens"] == 0 and r["hint_p"] == 1.0 and "reward_mean" not in r for r in rows)
     assert rows[-1]["vowels/nll/hint"] < rows[0]["vowels/nll/hint"]
+    # no completion token at all: the policy-gradient mean is 0 / 1, not 0 / 0 (the logged loss is
+    # the weighted NLL alone)
+    assert all(r["loss"] == pytest.approx(r["vowels/nll/hint"]) for r in rows)
 
 
 def test_one_step_mixes_grpo_with_una_pairwise(tmp_path):

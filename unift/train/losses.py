@@ -59,6 +59,10 @@ class SourceTensors:
     def step(self) -> StepCounts:
         return self.counts if self.counts is not None else StepCounts.local(self)
 
+    def norm(self, count: float) -> float:
+        """A step count as a divisor: a step with none of these tokens has a zero sum, divided by 1."""
+        return count if count > 0 else 1.0
+
     def per_row(self, loss: torch.Tensor) -> torch.Tensor:
         """A mean over this micro-batch's rows -> its exact share of the step's mean over rows."""
         local = self.logps.shape[0] // 2 if self.pairs else self.logps.shape[0]
@@ -102,7 +106,7 @@ def _pairs(x: SourceTensors, averaged: bool = False):
 
 def _sft(x: SourceTensors, p: dict):
     reduction = p.get("reduction", "token_mean")
-    normalizer = x.step.tokens if reduction == "token_mean" else x.step.rows
+    normalizer = x.norm(x.step.tokens if reduction == "token_mean" else x.step.rows)
     return O.sft_nll(x.logps, x.mask, normalizer=normalizer, **p)
 
 
@@ -126,7 +130,7 @@ def _dpo(loss_type: str):
         loss = x.per_row(loss)
         if sft_weight:
             b = x.logps.shape[0] // 2
-            nll, nll_stats = O.sft_nll(x.logps[:b], x.mask[:b], normalizer=x.step.tokens)
+            nll, nll_stats = O.sft_nll(x.logps[:b], x.mask[:b], normalizer=x.norm(x.step.tokens))
             loss = loss + sft_weight * nll
             stats = {**stats, "nll": nll_stats["nll"]}
         return loss, stats
@@ -141,8 +145,8 @@ def _grpo(x: SourceTensors, p: dict):
     rollouts x max_new_tokens)."""
     e, step = x.extra, x.step
     aggregation = p.get("aggregation", "token_mean")
-    normalizer = {"token_mean": step.tokens, "constant": step.rows * e.get("max_new_tokens", 1)}.get(
-        aggregation, step.rows)
+    normalizer = x.norm({"token_mean": step.tokens, "constant": step.rows * e.get("max_new_tokens", 1)}.get(
+        aggregation, step.rows))
     loss, stats = O.ufthint_loss(x.logps, e.get("old_logps"), x.ref_logps, e["advantages"], e["completion_mask"],
                                  e["hint_mask"], x.entropy, normalizer=normalizer,
                                  hint_normalizer=step.hint_tokens or None, **p)
