@@ -91,7 +91,9 @@ class EvalConfig:
     variants: dict[str, dict] = field(default_factory=dict)
     """Label -> task variant parameters, e.g. {id: {variant: id}, ood: {variant: ood_numbers}}."""
     n: int = 64
-    """Test problems per variant (split "test")."""
+    """Test problems per variant (of `split`)."""
+    split: str = "test"
+    """Problems to evaluate on: test (held out) | val (for choosing settings: never tune on test)."""
     k: int = 1
     """Also report sampled pass@k when k > 1."""
     max_new_tokens: int = 256

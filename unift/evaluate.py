@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", default=[], metavar="NAME|KEY=VALUE",
                    help="a named variant (repeatable: one test set each) or a parameter override "
                    "applied to all of them; default: every named variant of the task")
-    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test",
+                   help="test (held out; default) | val (for choosing settings) | train")
     p.add_argument("--n", type=int, default=128, help="problems per test set (default 128)")
     p.add_argument("--k", type=int, default=4, help="samples per problem for pass@k (1: none; default 4)")
     p.add_argument("--viter", type=int, default=1, help="graded attempts per problem (default 1)")

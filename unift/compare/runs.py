@@ -91,6 +91,7 @@ def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path, *, seed: int
         "task": s.task,
         "variants": eval_variants(s),
         "n": s.eval_n,
+        "split": s.eval_split,
         "k": s.eval_k,
         "viter": s.eval_viter,
         "max_new_tokens": s.eval_max_new_tokens or s.max_new_tokens,
@@ -196,7 +197,7 @@ def evaluate_base(s: Settings, out: Path) -> BaseModel:
     info = BaseModel(ModelFlops.from_model(model), models.num_parameters(model), tokenizer)
     base = out / "base"
     stops = list(s.stop_strings or [])
-    key = {"model": s.model, "variants": eval_variants(s), "n": s.eval_n, "k": s.eval_k,
+    key = {"model": s.model, "variants": eval_variants(s), "n": s.eval_n, "split": s.eval_split, "k": s.eval_k,
            "viter": s.eval_viter, "max_new_tokens": s.eval_max_new_tokens or s.max_new_tokens,
            "stop_strings": stops}
     if (base / "evals.jsonl").exists() and (base / "key.json").exists() \
@@ -204,7 +205,8 @@ def evaluate_base(s: Settings, out: Path) -> BaseModel:
         return info
     base.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = evaluate_variants(model, tokenizer, s.task, key["variants"], s.eval_n, k=s.eval_k, viter=s.eval_viter,
+    results = evaluate_variants(model, tokenizer, s.task, key["variants"], s.eval_n, split=s.eval_split,
+                                k=s.eval_k, viter=s.eval_viter,
                                 max_new_tokens=key["max_new_tokens"], dtype=dtype, stop_strings=stops)
     with (base / "evals.jsonl").open("w") as f:
         for label, metrics in results.items():

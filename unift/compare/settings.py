@@ -85,6 +85,9 @@ class Settings:
     eval_n: int = 128
     """Test problems per test set (the same problems for every arm and seed). At 128 a pass@1 near
     50% carries a binomial standard error of 4.4 points (6.2 at 64)."""
+    eval_split: str = "test"
+    """Problems of every evaluation: test (held out) | val (the validation split: choose settings
+    and run ablations on it, never on test)."""
     eval_k: int = 1
     """Sampled pass@k as well when > 1 (k samples per problem)."""
     eval_viter: int = 1
@@ -108,7 +111,7 @@ class Settings:
 
 DEFAULTS = Settings()
 
-SHARED = frozenset({"model", "task", "variant", "ood", "algos", "match", "seeds", "eval_n", "eval_k",
+SHARED = frozenset({"model", "task", "variant", "ood", "algos", "match", "seeds", "eval_n", "eval_split", "eval_k",
                     "eval_viter", "eval_max_new_tokens", "progress"})
 """Settings every arm shares (the start, the test sets, the protocol): `--set ARM.x` refuses them."""
 

@@ -5,9 +5,10 @@ models), scores a completion with a `Score`, and cuts a correct answer into `sol
 (the hints of UFT-hint: docs/methods.md section 1.1). Named variants split in-distribution (ID) from
 out-of-distribution (OOD) settings; `get(name, variant="ood", key=value)` resolves them.
 
-Train/test split: a problem belongs to the test split when a hash of its `split_key` falls
-below `test_fraction`. The rule depends on the problem alone, so no seed can put a test problem
-into the training set.
+Splits: a problem belongs to the test split when a hash of its `split_key` falls below
+`test_fraction`, to the validation split ("val", for choosing settings) when it falls in the top
+`VAL_FRACTION`, and to train otherwise. The rule depends on the problem alone, so no seed can put
+a test or validation problem into the training set.
 
 Verifiers run on the training process's main thread, so every subclass's `score` is wrapped
 in a hard time limit (`score_time_limit`, default `SCORE_TIME_LIMIT` seconds; SIGALRM, main
@@ -61,10 +62,19 @@ def variant(distribution: str, description: str, **params: Any) -> dict:
     return {"distribution": distribution, "description": description, "params": params}
 
 
-def split_of(key: str, test_fraction: float) -> str:
-    """ "test" when sha256(key), read as a number in [0, 1), is below `test_fraction`."""
+SPLITS = ("train", "val", "test")
+VAL_FRACTION = 0.05
+"""Share of problems in the validation split ("val"), taken from the top of the hash range, so
+the test split is the same as before it existed; settings are chosen on it, never on "test"."""
+
+
+def split_of(key: str, test_fraction: float, val_fraction: float = VAL_FRACTION) -> str:
+    """ "test" when sha256(key), read as a number in [0, 1), is below `test_fraction`; "val" when
+    it is at or above 1 - `val_fraction`; "train" in between."""
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-    return "test" if h < test_fraction else "train"
+    if h < test_fraction:
+        return "test"
+    return "val" if h >= 1 - val_fraction else "train"
 
 
 def last_block(text: str, tag: str = "answer") -> str | None:
@@ -182,8 +192,8 @@ class Task(ABC):
 
     def problems(self, n: int, seed: int = 0, split: str = "train") -> list[dict]:
         """`n` distinct problems of `split`, the same list for the same seed and variant."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         params = json.dumps(self.variant, sort_keys=True, default=str)
         rng = random.Random(f"{self.name}|{params}|{seed}|{split}")
         out: list[dict] = []

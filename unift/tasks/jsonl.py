@@ -27,7 +27,7 @@ import threading
 from functools import lru_cache
 
 from . import guard
-from .base import ID, Score, Task, last_block, split_of, variant
+from .base import ID, SPLITS, Score, Task, last_block, split_of, variant
 from .registry import register
 
 
@@ -102,8 +102,8 @@ class Jsonl(Task):
         return json.dumps(problem["prompt"], sort_keys=True)
 
     def problems(self, n: int, seed: int = 0, split: str = "train") -> list[dict]:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         rows = [
             dict(r)
             for r in _load(self.variant["path"])

@@ -30,7 +30,7 @@ import random
 from functools import lru_cache
 
 from . import guard, sandbox
-from .base import ID, Score, Task, split_of, variant
+from .base import ID, VAL_FRACTION, Score, Task, split_of, variant
 from .registry import register
 
 _RISKY = ("eval(", "exec(", "parse_expr", "sympify", "simplify", "sympy")
@@ -87,7 +87,8 @@ class ReasoningGym(Task):
 
         out: list[dict] = []
         seen: set[str] = set()
-        wanted = n if split == "train" else n / self.test_fraction  # entries to draw, roughly
+        share = {"test": self.test_fraction, "val": VAL_FRACTION}.get(split, 1.0)
+        wanted = n / share  # entries to draw, roughly
         for chunk in range(100):
             ds = reasoning_gym.create_dataset(
                 self.variant["dataset"],

@@ -25,7 +25,7 @@ class Evaluator:
         self.sets = {}
         for label, variant in variants.items():
             task = tasks.get(ev.task, **variant)
-            self.sets[label] = (task, eval_problems(task, ev.n))
+            self.sets[label] = (task, eval_problems(task, ev.n, ev.split))
         engine = next((s.rollout.engine for s in sources if s.rollout is not None and s.rollout.engine), None)
         self.engine = engine
         self.writer = open_step_log(run_dir / "evals.jsonl", resume_step)
