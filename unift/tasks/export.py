@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a named variant (e.g. ood_numbers) or a parameter override (e.g. max_target=50); repeatable",
     )
     p.add_argument(
-        "--split", choices=["train", "test"], default="train", help="which split (default: train)"
+        "--split", choices=["train", "val", "test"], default="train", help="which split (default: train)"
     )
     p.add_argument("--n", type=int, default=1000, help="number of records (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
