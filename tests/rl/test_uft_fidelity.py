@@ -32,13 +32,13 @@ def test_full_hint_is_the_sft_target_token_for_token(tokenizer, name):
     uft = TaskRollout(task, RolloutSpec(num_generations=2, hint=always), tokenizer, None, 0)
     a, b = sft.next(problems, 0, 10, None), uft.next(problems, 0, 10, None)
     for row in range(4):
-        hint = b.batch.input_ids[2 * row][1:][b.extra["hint_mask"][2 * row]].tolist()
-        target = a.batch.input_ids[row][1:][a.extra["hint_mask"][row]].tolist()
+        hint = b.batch.input_ids[2 * row][1:][b.hint_mask[2 * row]].tolist()
+        target = a.batch.input_ids[row][1:][a.hint_mask[row]].tolist()
         assert hint == target
         assert hint[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(hint[:-1]) == task.reference_completion(problems[row])
-    assert not b.extra["completion_mask"].any()
-    assert b.extra["full_hint"].all()
+    assert not b.completion_mask.any()
+    assert b.full_hint.all() and (b.hint_k > 0).all()  # k = num, which varies by problem
 
 
 def test_stage_preset_keeps_the_hint_nll():

@@ -55,8 +55,8 @@ def grpo_batches(tokenizer, groups: list[list[int]], aggregation: str) -> tuple[
     src = Source("task", "task", losses.get("grpo", "task"), None, params=params, rollout=rollout)
     out = []
     for sel in groups:
-        batch, extra = rollout._collate([rows[i] for i in sel], adv[sel])
-        out.append(SourceBatch(src, batch, None, 0, extra))
+        rb = rollout.collate([rows[i] for i in sel], adv[sel], [1 if rows[i].hint_ids else 0 for i in sel])
+        out.append(SourceBatch(src, rb.batch, rollout=rb))
     return src, out
 
 
@@ -115,9 +115,10 @@ def test_constant_aggregation_divides_by_rollouts_times_max_new_tokens(tiny):
     policy, tokenizer = tiny
     src, (sb,) = grpo_batches(tokenizer, [[0, 1, 2, 3]], "constant")
     src.params.update(c_kl=0.0, c_ent=0.0, c_nll=0.0)
-    comp = sb.extra["completion_mask"]
+    comp = sb.rollout.completion_mask
     logps = torch.zeros(comp.shape)  # on-policy ratio 1: each token's loss is -A of its row
-    x = losses.SourceTensors(logps, comp, None, None, 0.1, extra={**sb.extra, "old_logps": logps})
+    sb.rollout.old_logps = logps
+    x = losses.SourceTensors(logps, comp, None, None, 0.1, rollout=sb.rollout)
     loss, _ = src.objective.compute(x, src.params)
     # rows have 7, 2, 1, 11 completion tokens and advantages 1, -1, 0.5, -0.25:
     # sum over tokens of -A = -(7 - 2 + 0.5 - 2.75) = -2.75; / (4 x 16) = -0.04296875

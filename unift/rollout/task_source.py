@@ -24,6 +24,7 @@ mini-batches before the first update (`old_logps`); the first is on-policy.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -82,13 +83,35 @@ class Row:
 
 
 @dataclass
-class MiniBatch:
-    """One mini-batch of a rollout batch, as the trainer consumes it."""
+class RolloutBatch:
+    """One mini-batch of rollouts, all the objectives see of it. R rows of prompt + hint +
+    completion; token tensors are (R, T-1) in target space (position t predicts token t + 1)."""
 
     batch: Batch
-    extra: dict  # advantages, completion/hint masks (R, T-1); the trainer adds pi_old / pi_ref log-probs
-    stats: dict  # rollout metrics of these rows
-    samples: list[dict]  # a few prompt / hint / completion / reward rows for samples.jsonl
+    """Token ids and attention of the rows; its loss mask is hint | completion."""
+    advantages: torch.Tensor
+    """(R,) group-relative advantages, computed over the whole rollout batch."""
+    rewards: torch.Tensor
+    """(R,) the verifier's rewards."""
+    completion_mask: torch.Tensor
+    """Rolled-out tokens: policy gradient, KL and entropy."""
+    hint_mask: torch.Tensor
+    """Hint tokens (a prefix of the reference solution): the NLL term only."""
+    hint_k: torch.Tensor
+    """(R,) hint length k of each row's prompt (0 = no hint)."""
+    full_hint: torch.Tensor
+    """(R,) bool: the whole solution + EOS as hint, nothing generated."""
+    max_new_tokens: int
+    """Longest completion (Dr. GRPO's constant normaliser)."""
+    old_logps: torch.Tensor | None = None
+    """pi_old, the policy that generated the rows: scored before the first update (later
+    mini-batches) or at the first use (the first, on-policy one)."""
+    ref_logps: torch.Tensor | None = None
+    """pi_ref's log-probs, computed once and kept for later PPO epochs."""
+    stats: dict = field(default_factory=dict)
+    """Rollout metrics of these rows (reward_mean, reward_by_k/..., rollout_tokens, flops/rollout)."""
+    samples: list[dict] = field(default_factory=list)
+    """A few decoded prompt / hint / completion / reward rows for samples.jsonl."""
 
 
 class TaskRollout:
@@ -101,7 +124,7 @@ class TaskRollout:
         self.task, self.spec, self.tokenizer, self.engine = task, spec, tokenizer, engine
         self.flops, self.score = flops, score
         self.rng = random.Random(seed)
-        self.queue: list[tuple[MiniBatch, int]] = []  # (mini-batch, epoch) still to serve
+        self.queue: list[tuple[RolloutBatch, int]] = []  # (mini-batch, epoch) still to serve
         if spec is not None and task is not None:
             self.stop_strings = list(getattr(task, "stop_strings", ()) if spec.stop_strings is None else spec.stop_strings)
 
@@ -118,7 +141,7 @@ class TaskRollout:
         """Problems the next draw must bring: a new rollout batch's, or none while one is served."""
         return 0 if self.queue else batch_size * self.spec.mini_batches
 
-    def next(self, problems: list[dict], step: int, total_steps: int, policy) -> MiniBatch:
+    def next(self, problems: list[dict], step: int, total_steps: int, policy) -> RolloutBatch:
         """The next mini-batch, rolling out a new batch from `problems` when the last is used up."""
         if not self.queue:
             mbs = self._rollout_batch(problems, step, total_steps, policy)
@@ -127,9 +150,10 @@ class TaskRollout:
         if epoch == 1:
             return mb
         stats = {**mb.stats, "rollout_tokens": 0, "flops/rollout": 0.0, "ppo_epoch": epoch}
-        return MiniBatch(mb.batch, mb.extra, stats, [])
+        return dataclasses.replace(mb, stats=stats, samples=[])  # shares pi_old and pi_ref log-probs
 
-    def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy) -> list[MiniBatch]:
+
+    def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy) -> list[RolloutBatch]:
         spec, task = self.spec, self.task
         hints = []
         for problem in problems:
@@ -204,7 +228,7 @@ class TaskRollout:
                 attempts.append((i, conv, text, score))
         return rows
 
-    def _mini_batches(self, rows: list[Row], hints, problems, step, total_steps, counts) -> list[MiniBatch]:
+    def _mini_batches(self, rows: list[Row], hints, problems, step, total_steps, counts) -> list[RolloutBatch]:
         """Advantages over the whole rollout batch, then `mini_batches` slices by prompt, pi_old
         log-probs for all but the first (scored now, before any update)."""
         advantages = group_advantages(torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows]),
@@ -219,25 +243,28 @@ class TaskRollout:
         for s in range(m):
             sel = [j for j, r in enumerate(rows) if bounds[s] <= r.group < bounds[s + 1]]
             part = [rows[j] for j in sel]
-            batch, extra = self._collate(part, advantages[sel])
-            stats = self._stats(part, hints, range(bounds[s], bounds[s + 1]), step, total_steps)
+            rb = self.collate(part, advantages[sel], [hints[r.group][1] for r in part])
+            rb.stats = self._stats(part, hints, range(bounds[s], bounds[s + 1]), step, total_steps)
+            rb.samples = self._samples(part, problems, hints)
+            stats = rb.stats
             if s == 0:
                 stats.update(rollout_tokens=counts["generated"],
                              rollout_tokens_per_s=counts["generated"] / counts["seconds"] if counts["seconds"] else 0.0)
             else:
                 stats.update(rollout_tokens=0, rollout_tokens_per_s=0.0)
             if s > 0 and self.score is not None and self.spec.policy_gradient:
-                old = self.score(batch)  # pi_old = the policy that generated these rollouts
-                extra["old_logps"] = old.logps
+                old = self.score(rb.batch)  # pi_old = the policy that generated these rollouts
+                rb.old_logps = old.logps
                 if self.flops is not None:
                     rollout_flops += self.flops.forward(old.tokens, old.head_rows)
-            out.append(MiniBatch(batch, extra, stats, self._samples(part, problems, hints)))
+            out.append(rb)
         out[0].stats["flops/rollout"] = rollout_flops
         for mb in out[1:]:
             mb.stats["flops/rollout"] = 0.0
         return out
 
-    def _collate(self, rows: list[Row], advantages: torch.Tensor) -> tuple[Batch, dict]:
+    def collate(self, rows: list[Row], advantages: torch.Tensor, hint_k: list[int]) -> RolloutBatch:
+        """Rows -> a right-padded RolloutBatch (stats and samples are filled by the caller)."""
         pad = self.tokenizer.pad_token_id
         length = max(len(r.prompt_ids) + len(r.hint_ids) + len(r.completion_ids) for r in rows)
         n = len(rows)
@@ -251,12 +278,12 @@ class TaskRollout:
             attn[j, : p + h + c] = 1
             hint[j, p : p + h] = True
             comp[j, p + h : p + h + c] = True
+        eos = self.tokenizer.eos_token_id
+        full = [bool(r.hint_ids) and r.hint_ids[-1] == eos and not r.completion_ids for r in rows]
         # masks in the log-prob (target) space: position t predicts token t + 1
-        extra = {"advantages": advantages, "completion_mask": comp[:, 1:], "hint_mask": hint[:, 1:],
-                 "max_new_tokens": self.spec.max_new_tokens,
-                 "full_hint": torch.tensor([bool(r.hint_ids) and r.hint_ids[-1] == self.tokenizer.eos_token_id
-                                            and not r.completion_ids for r in rows])}
-        return Batch(ids, attn, hint | comp), extra
+        return RolloutBatch(Batch(ids, attn, hint | comp), advantages, torch.tensor([r.reward for r in rows]),
+                            comp[:, 1:], hint[:, 1:], torch.tensor(hint_k), torch.tensor(full),
+                            self.spec.max_new_tokens)
 
     def _stats(self, rows: list[Row], all_hints, prompts: range, step: int, total_steps: int) -> dict:
         """Metrics of the rows of `prompts` (indices into the rollout batch)."""

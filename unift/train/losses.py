@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unift import objectives as O
+from unift.rollout.task_source import RolloutBatch
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class StepCounts:
     def local(x: SourceTensors) -> StepCounts:
         """The micro-batch's own counts (a step of one micro-batch on one process)."""
         rows = x.logps.shape[0] // 2 if x.pairs else x.logps.shape[0]
-        hint = x.extra.get("hint_mask")
-        return StepCounts(rows, float(_token_mask(x).sum()), 0.0 if hint is None else float(hint.sum()))
+        hint = 0.0 if x.rollout is None else float(x.rollout.hint_mask.sum())
+        return StepCounts(rows, float(_token_mask(x).sum()), hint)
 
 
 @dataclass
@@ -52,7 +53,7 @@ class SourceTensors:
     beta: float
     counts: StepCounts | None = None  # the optimiser step's counts (None: this micro-batch's own)
     entropy: torch.Tensor | None = None  # (R, T) token entropy of pi, when the objective asks
-    extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
+    rollout: RolloutBatch | None = None  # task sources: advantages, completion/hint masks, pi_old
     pairs: bool = False  # preference rows: B chosen, then B rejected
 
     @property
@@ -71,22 +72,32 @@ class SourceTensors:
 
 def _token_mask(x: SourceTensors) -> torch.Tensor:
     """The tokens of the token-mean terms (what `StepCounts.tokens` counts)."""
-    if "completion_mask" in x.extra:
-        return x.extra["completion_mask"]
+    if x.rollout is not None:
+        return x.rollout.completion_mask
     return x.mask[: x.mask.shape[0] // 2] if x.pairs else x.mask
 
 
 @dataclass(frozen=True)
 class Objective:
+    """An objective and what it needs from a step (the trainer has no per-kind branches)."""
+
     kinds: tuple[str, ...]
     needs_ref: bool | Callable[[dict], bool]
     """Whether the loss reads pi_ref's log-probs: always, or a function of the source's params."""
     compute: Callable[[SourceTensors, dict], tuple[torch.Tensor, dict]]
-    needs_entropy: bool = False
+    needs_entropy: bool | Callable[[dict], bool] = False
+    """Whether the loss reads pi's token entropy (an (N, V) softmax): always, or from the params."""
+    exact_kl: bool = True
+    """Whether a diagnostics reference pass also keeps pi_ref's (N, V) log-softmax for the exact
+    KL(pi || pi_ref) metric `kl/ref` (RL batches log their objective's k3 estimate instead, at no
+    memory cost)."""
 
     def wants_ref(self, params: dict) -> bool:
         """Whether a step must run pi_ref's forward pass for this loss with these params."""
         return self.needs_ref(params) if callable(self.needs_ref) else self.needs_ref
+
+    def wants_entropy(self, params: dict) -> bool:
+        return self.needs_entropy(params) if callable(self.needs_entropy) else self.needs_entropy
 
 
 def _seq(x: SourceTensors):
@@ -143,27 +154,29 @@ def _grpo(x: SourceTensors, p: dict):
     epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean = DAPO over the
     step's completion tokens, sequence_mean = GRPO over its rollouts, constant = Dr. GRPO over
     rollouts x max_new_tokens)."""
-    e, step = x.extra, x.step
+    r, step = x.rollout, x.step
     aggregation = p.get("aggregation", "token_mean")
-    normalizer = x.norm({"token_mean": step.tokens, "constant": step.rows * e.get("max_new_tokens", 1)}.get(
+    normalizer = x.norm({"token_mean": step.tokens, "constant": step.rows * r.max_new_tokens}.get(
         aggregation, step.rows))
-    loss, stats = O.ufthint_loss(x.logps, e.get("old_logps"), x.ref_logps, e["advantages"], e["completion_mask"],
-                                 e["hint_mask"], x.entropy, normalizer=normalizer,
+    loss, stats = O.ufthint_loss(x.logps, r.old_logps, x.ref_logps, r.advantages, r.completion_mask,
+                                 r.hint_mask, x.entropy, normalizer=normalizer,
                                  hint_normalizer=step.hint_tokens or None, **p)
-    stats["nll_tokens"] = e["hint_mask"].sum().float()
-    full = e.get("full_hint")
-    if full is not None and full.any():  # does the model end after the whole solution? p(EOS)
-        last = e["hint_mask"].float().cumsum(1).argmax(1)  # each row's last hint target position
+    stats["nll_tokens"] = r.hint_mask.sum().float()
+    full = r.full_hint
+    if full.any():  # does the model end after the whole solution? p(EOS)
+        last = r.hint_mask.float().cumsum(1).argmax(1)  # each row's last hint target position
         eos = x.logps.detach()[torch.arange(len(last)), last].exp()
         stats["full_hint_eos_p"] = eos[full].mean()
     return loss, stats
 
 
 _C_KL = inspect.signature(O.ufthint_loss).parameters["c_kl"].default
+_C_ENT = inspect.signature(O.ufthint_loss).parameters["c_ent"].default
 
 OBJECTIVES: dict[str, Objective] = {
     # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
-    "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo, needs_entropy=True),
+    "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo,
+                      needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0, exact_kl=False),
     "sft": Objective(("demonstration",), False, _sft),
     "uft-implicit-mse": Objective(("demonstration",), True, _per_row(lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta))),
     "uft-implicit-bce": Objective(("demonstration",), True, _per_row(lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta))),

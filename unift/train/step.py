@@ -22,7 +22,7 @@ import torch
 from unift.data.mixture import Stream, shard
 from unift.data.tokenize import Batch, collate, tokenize_pair
 from unift.precision import PRECISIONS
-from unift.rollout.task_source import TaskRollout
+from unift.rollout.task_source import RolloutBatch, TaskRollout
 from unift.train.distributed import Dist
 from unift.train.flops import ModelFlops
 from unift.train.logprobs import token_logps
@@ -46,18 +46,27 @@ class Source:
 
 @dataclass
 class SourceBatch:
+    """One source's micro-batch: records as tokens, or a mini-batch of rollouts."""
+
     source: Source
     batch: Batch
-    targets: torch.Tensor | None  # (B,) labels / scores
-    truncated: int
-    extra: dict = field(default_factory=dict)  # task sources: advantages, completion/hint masks
-    stats: dict = field(default_factory=dict)  # task sources: rollout metrics (reward_mean, ...)
-    samples: list = field(default_factory=list)  # task sources: a few decoded rollouts
+    targets: torch.Tensor | None = None  # (B,) labels / scores
+    truncated: int = 0
+    rollout: RolloutBatch | None = None  # task sources: advantages, masks, pi_old / pi_ref log-probs
+    ref_logps: torch.Tensor | None = None  # pi_ref, once computed (kept by a rollout across PPO epochs)
 
     def tensors(self, logps, mask, ref_logps, counts: StepCounts | None, entropy) -> SourceTensors:
         s = self.source
-        return SourceTensors(logps, mask, ref_logps, self.targets, s.beta, counts, entropy, self.extra,
+        return SourceTensors(logps, mask, ref_logps, self.targets, s.beta, counts, entropy, self.rollout,
                              pairs=s.kind == "preference")
+
+    @property
+    def stats(self) -> dict:
+        return self.rollout.stats if self.rollout else {}
+
+    @property
+    def samples(self) -> list:
+        return self.rollout.samples if self.rollout else []
 
 
 def encode(source: Source, records: list, tokenizer, max_length: int) -> SourceBatch:
@@ -85,8 +94,8 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
             out.append(encode(s, records, tokenizer, max_length))
             continue
         problems = shard(s.stream.take(s.rollout.problems_needed(s.batch_size)), dist.rank, dist.world)
-        mb = s.rollout.next(problems, step, total_steps, policy)
-        out.append(SourceBatch(s, mb.batch, None, 0, mb.extra, mb.stats, mb.samples))
+        rb = s.rollout.next(problems, step, total_steps, policy)
+        out.append(SourceBatch(s, rb.batch, rollout=rb, ref_logps=rb.ref_logps))
     return out
 
 
@@ -143,27 +152,26 @@ def train_step(
         total = 0.0
         for sb in micro:
             src, batch = sb.source, sb.batch
-            # 1. log-probs: pi_ref once per batch (no grad; kept for reused rollouts), then pi with grad
-            ref_logps, ref_full = sb.extra.get("ref_logps"), sb.extra.get("ref_full")
-            if ref_logps is None and (src.objective.wants_ref(src.params) or diagnostics_ref):
-                # the exact KL diagnostic needs pi_ref's (N, V) log-softmax: offline sources only
-                # (task sources log the k3 estimate of their objective, at no memory cost)
-                exact_kl = src.rollout is None
+            # 1. log-probs: pi_ref once per batch (no grad), then pi with grad
+            ref_full = None
+            if sb.ref_logps is None and (src.objective.wants_ref(src.params) or diagnostics_ref):
+                # the exact KL diagnostic needs pi_ref's (N, V) log-softmax where the objective allows it
+                exact_kl = src.objective.exact_kl
                 with torch.no_grad(), reference.model() as ref_model, autocast(precision):
                     ref = token_logps(ref_model, batch, return_full=exact_kl)
-                ref_logps, ref_full = ref.logps, ref.full
+                sb.ref_logps, ref_full = ref.logps, ref.full
+                if sb.rollout is not None:  # later PPO epochs reuse it
+                    sb.rollout.ref_logps = ref.logps
                 flops += size.forward(ref.tokens, ref.head_rows) if size else 0.0
-                if src.rollout is not None:  # PPO epochs reuse these rollouts
-                    sb.extra.update(ref_logps=ref_logps, ref_full=ref_full)
             with autocast(precision):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
-                                  with_entropy=src.objective.needs_entropy and src.params.get("c_ent") != 0)
+                                  with_entropy=src.objective.wants_entropy(src.params))
             if size:
                 flops += size.forward(pol.tokens, pol.head_rows) + size.backward(pol.tokens, pol.head_rows)
-            if src.rollout is not None:  # pi_old: the rollout policy, i.e. pi before this batch's first update
-                sb.extra.setdefault("old_logps", pol.logps.detach())
+            if sb.rollout is not None and sb.rollout.old_logps is None:  # on-policy: pi_old = pi, detached
+                sb.rollout.old_logps = pol.logps.detach()
             # 2. objective: its means divide by the whole step's counts
-            x = sb.tensors(pol.logps, pol.mask, ref_logps, counts[src.name], pol.entropy)
+            x = sb.tensors(pol.logps, pol.mask, sb.ref_logps, counts[src.name], pol.entropy)
             loss, stats = src.objective.compute(x, src.params)
             stats = {**sb.stats, **stats}
             total = total + src.weight * loss
