@@ -8,6 +8,7 @@ r_r likewise are the implicit rewards.
 import torch
 import torch.nn.functional as F
 
+from unift.objectives.implicit import implicit_reward, pair_stats
 from unift.objectives.sft import sft_nll
 
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
@@ -17,13 +18,10 @@ def _preference_stats(
     policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta
 ) -> dict[str, torch.Tensor]:
     """Detached implicit-reward statistics shared by every pairwise loss."""
-    r_c = beta * (policy_chosen - ref_chosen).detach()  # (B,)
-    r_r = beta * (policy_rejected - ref_rejected).detach()  # (B,)
+    r_c = implicit_reward(policy_chosen, ref_chosen, beta)  # (B,)
+    r_r = implicit_reward(policy_rejected, ref_rejected, beta)  # (B,)
     return {
-        "rewards/chosen": r_c.mean(),
-        "rewards/rejected": r_r.mean(),
-        "rewards/margin": (r_c - r_r).mean(),
-        "rewards/accuracy": (r_c > r_r).to(r_c.dtype).mean(),
+        **pair_stats(r_c, r_r),
         "logps/chosen": policy_chosen.detach().mean(),
         "logps/rejected": policy_rejected.detach().mean(),
     }

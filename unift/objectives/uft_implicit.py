@@ -32,11 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from unift.objectives.aggregate import apply_mask
-
-
-def _stats(r: torch.Tensor) -> dict[str, torch.Tensor]:
-    r = r.detach()
-    return {"rewards/implicit": r.mean(), "score/pred": torch.sigmoid(r).mean()}
+from unift.objectives.implicit import implicit_reward, reward_stats
 
 
 def uft_implicit_mse(
@@ -47,8 +43,8 @@ def uft_implicit_mse(
     UFT (Wang et al. 2024), demonstrations as score-1 feedback. Saturates as the implicit reward
     grows (see the module docstring). Stats: "rewards/implicit" (mean r), "score/pred".
     """
-    r = beta * (policy - ref)  # (B,)
-    return ((torch.sigmoid(r) - 1.0) ** 2).mean(), _stats(r)
+    r = implicit_reward(policy, ref, beta)  # (B,)
+    return ((torch.sigmoid(r) - 1.0) ** 2).mean(), reward_stats(r)
 
 
 def uft_implicit_bce(
@@ -60,8 +56,8 @@ def uft_implicit_bce(
     per unit log-ratio: as strong as beta-scaled NLL while r << 0, vanishing as r grows.
     Stats: "rewards/implicit" (mean r), "score/pred".
     """
-    r = beta * (policy - ref)  # (B,)
-    return -F.logsigmoid(r).mean(), _stats(r)
+    r = implicit_reward(policy, ref, beta)  # (B,)
+    return -F.logsigmoid(r).mean(), reward_stats(r)
 
 
 def token_implicit_rewards(

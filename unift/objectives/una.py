@@ -11,23 +11,7 @@ square (docs/methods.md section 2). Equation numbers are not pinned here.
 import torch
 import torch.nn.functional as F
 
-
-def _implicit_reward(policy: torch.Tensor, ref: torch.Tensor, beta: float) -> torch.Tensor:
-    return beta * (policy - ref)  # r, (B,)
-
-
-def _reward_stats(r: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Detached stats. "rewards/positive"/"rewards/negative" are present only when the batch
-    holds at least one example with label 1 / label 0 (an absent key rather than a fake 0)."""
-    r = r.detach()
-    stats = {"rewards/implicit": r.mean(), "score/pred": torch.sigmoid(r).mean()}
-    if labels is not None:
-        positive = labels.detach() > 0.5
-        if positive.any():
-            stats["rewards/positive"] = r[positive].mean()
-        if (~positive).any():
-            stats["rewards/negative"] = r[~positive].mean()
-    return stats
+from unift.objectives.implicit import implicit_reward, pair_stats, reward_stats
 
 
 def una_pairwise(
@@ -43,17 +27,10 @@ def una_pairwise(
     Stats: "rewards/chosen", "rewards/rejected", "rewards/margin", "rewards/accuracy",
     "rewards/implicit" (mean over both sides).
     """
-    r_c = _implicit_reward(policy_chosen, ref_chosen, beta)  # (B,)
-    r_r = _implicit_reward(policy_rejected, ref_rejected, beta)  # (B,)
+    r_c = implicit_reward(policy_chosen, ref_chosen, beta)  # (B,)
+    r_r = implicit_reward(policy_rejected, ref_rejected, beta)  # (B,)
     loss = -F.logsigmoid(r_c - r_r).mean()
-    r_c, r_r = r_c.detach(), r_r.detach()
-    stats = {
-        "rewards/chosen": r_c.mean(),
-        "rewards/rejected": r_r.mean(),
-        "rewards/margin": (r_c - r_r).mean(),
-        "rewards/accuracy": (r_c > r_r).to(r_c.dtype).mean(),
-        "rewards/implicit": torch.cat([r_c, r_r]).mean(),
-    }
+    stats = {**pair_stats(r_c, r_r), "rewards/implicit": torch.cat([r_c, r_r]).detach().mean()}
     return loss, stats
 
 
@@ -75,14 +52,14 @@ def una_binary(
     labels = labels.to(policy.dtype)
     if ((labels < 0) | (labels > 1)).any():
         raise ValueError("una_binary labels must lie in [0, 1] (1 = thumbs up, 0 = down)")
-    r = _implicit_reward(policy, ref, beta)  # (B,)
+    r = implicit_reward(policy, ref, beta)  # (B,)
     if loss == "mse":
         losses = (torch.sigmoid(r) - labels) ** 2
     elif loss == "bce":
         losses = -labels * F.logsigmoid(r) - (1.0 - labels) * F.logsigmoid(-r)
     else:
         raise ValueError(f"una_binary loss must be 'mse' or 'bce', not {loss!r}")
-    return losses.mean(), _reward_stats(r, labels)
+    return losses.mean(), reward_stats(r, labels)
 
 
 def una_score(
@@ -102,7 +79,7 @@ def una_score(
         raise ValueError(
             f"una_score scores must lie in [0, 1]; got range [{lo}, {hi}]. Rescale them."
         )
-    r = _implicit_reward(policy, ref, beta)  # (B,)
-    stats = _reward_stats(r)
+    r = implicit_reward(policy, ref, beta)  # (B,)
+    stats = reward_stats(r)
     stats["score/target"] = scores.detach().mean()
     return ((torch.sigmoid(r) - scores) ** 2).mean(), stats

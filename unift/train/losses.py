@@ -208,20 +208,8 @@ def diagnostics(x: SourceTensors, kind: str) -> dict[str, torch.Tensor]:
     whatever its objective (so plain SFT shows its implicit reward too)."""
     if x.ref_logps is None:
         return {}
-    policy, ref = _seq(x)
-    r = x.beta * (policy - ref).detach()  # (R,)
-    if kind == "preference":
+    r = O.implicit_reward(*_seq(x), x.beta)  # (R,)
+    if x.pairs:
         b = r.shape[0] // 2
-        chosen, rejected = r[:b], r[b:]
-        return {
-            "rewards/chosen": chosen.mean(),
-            "rewards/rejected": rejected.mean(),
-            "rewards/margin": (chosen - rejected).mean(),
-            "rewards/accuracy": (chosen > rejected).float().mean(),
-        }
-    stats = {"rewards/implicit": r.mean()}
-    if kind == "binary":
-        for name, sel in (("positive", x.targets > 0.5), ("negative", x.targets <= 0.5)):
-            if sel.any():
-                stats[f"rewards/{name}"] = r[sel].mean()
-    return stats
+        return O.pair_stats(r[:b], r[b:])
+    return O.reward_stats(r, x.targets if kind == "binary" else None, predicted=False)
