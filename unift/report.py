@@ -254,11 +254,14 @@ class Comparison:
 
     @property
     def protocol(self) -> str:
+        split = self.manifest.get("settings", {}).get("eval_split", "test")
+        where = "" if split == "test" else \
+            f"; evaluated on the {split} split (for choosing settings), not the test split"
         if self.manifest.get("protocol"):
-            return self.manifest["protocol"]
+            return self.manifest["protocol"] + where
         if self.match == "steps":
-            return f"step-matched: every arm {self.manifest.get('steps')} optimiser steps"
-        return f"FLOP-matched: every arm {self.budget:.3g} training FLOPs" if self.budget else "FLOP-matched"
+            return f"step-matched: every arm {self.manifest.get('steps')} optimiser steps" + where
+        return (f"FLOP-matched: every arm {self.budget:.3g} training FLOPs" if self.budget else "FLOP-matched") + where
 
     @property
     def success_key(self) -> str | None:
