@@ -75,7 +75,8 @@ def jobs(groups: list[str], quick: bool, trl: list[str]) -> list[Job]:
         elif group == "peak":
             out += [Job(group, "flops", "unift", UNIFT)]
             if not quick:  # the diagnostics' reference pass never / every step, and bf16-master
-                out += [Job(group, "flops", "unift", UNIFT, "noref"), Job(group, "flops", "unift", UNIFT, "diag-every-step")]
+                out += [Job(group, "flops", "unift", UNIFT, "noref"),
+                        Job(group, "flops", "unift", UNIFT, "diag-every-step")]
                 if bf16_is_faster():  # where bf16 is emulated, bf16 weights only measure the emulation
                     out.append(Job(group, "flops", "unift", "bf16-master", "noref"))
         elif group == "ablate":
@@ -123,7 +124,8 @@ def bench_grpo(repeats: int, steps: int, warmup: int, trl_precisions: list[str])
             results[(framework, precision)].append(out)
             print(f"  repeat {repeat + 1}/{repeats} grpo {framework} {precision:<5} step "
                   f"{statistics.median(out['step_s']):7.1f} s  rollout {statistics.median(out['rollout_s']):6.1f} s "
-                  f"{out['rollout_tokens_per_s']:6.1f} tok/s  completion {statistics.mean(out['completion_len_mean']):.1f} "
+                  f"{out['rollout_tokens_per_s']:6.1f} tok/s  "
+                  f"completion {statistics.mean(out['completion_len_mean']):.1f} "
                   f"tokens  (load {out['loadavg_start']:.1f} -> {out['loadavg_end']:.1f})", flush=True)
     rows = []
     for (framework, precision), res in results.items():

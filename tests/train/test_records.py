@@ -40,7 +40,8 @@ def test_messages_split_into_prompt_and_completion():
     ],
 )
 def test_bad_row_names_file_line_and_field(tmp_path, kind, row, needle):
-    good = {"demonstration": {"prompt": "p", "completion": "c"}, "preference": {"prompt": "p", "chosen": "c", "rejected": "r"},
+    good = {"demonstration": {"prompt": "p", "completion": "c"},
+            "preference": {"prompt": "p", "chosen": "c", "rejected": "r"},
             "binary": {"prompt": "p", "completion": "c", "label": True},
             "score": {"prompt": "p", "completion": "c", "score": 0.5}}[kind]
     path = write(tmp_path, [good, good, row])

@@ -126,7 +126,8 @@ class TaskRollout:
         self.rng = random.Random(seed)
         self.queue: list[tuple[RolloutBatch, int]] = []  # (mini-batch, epoch) still to serve
         if spec is not None and task is not None:
-            self.stop_strings = list(getattr(task, "stop_strings", ()) if spec.stop_strings is None else spec.stop_strings)
+            stops = task.stop_strings if spec.stop_strings is None else spec.stop_strings
+            self.stop_strings = list(stops)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate()}

@@ -137,7 +137,8 @@ class GeneralPoints(Task):
         if used - values:
             reward -= 2
             reasons.append(
-                f"you used numbers that are not on the cards or used them too often ({sorted((used - values).elements())})"
+                "you used numbers that are not on the cards or used them too often "
+                f"({sorted((used - values).elements())})"
             )
         if values - used:
             reward -= 2

@@ -262,7 +262,8 @@ CONSTRAINTS: dict[str, tuple[Callable[[str, dict], bool], Callable[[dict], str]]
     "bullets": (
         lambda t, c: len(_BULLET.findall(t)) == c["n"],
         lambda c: (
-            f"Your answer must contain exactly {c['n']} bullet points. Use markdown bullet points such as:\n* This is a point."
+            f"Your answer must contain exactly {c['n']} bullet points. "
+            "Use markdown bullet points such as:\n* This is a point."
         ),
     ),
     "word_count": (

@@ -228,7 +228,8 @@ class KnightsKnaves(Task):
                     said = f'{names[i]}\'s statement "{render(f, names)}"'
                     if value != roles[i]:
                         return (
-                            f" Then {said} is {str(value).lower()}, but {names[i]} is a {ROLE[roles[i]]}: contradiction.",
+                            f" Then {said} is {str(value).lower()}, but {names[i]} is a "
+                            f"{ROLE[roles[i]]}: contradiction.",
                             False,
                         )
                     notes.append(

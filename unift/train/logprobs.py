@@ -297,7 +297,8 @@ def token_logps(
     decoder, head = _parts(model)
     target_mask = batch.loss_mask[:, 1:]  # (B, T-1)
     rows, cols = target_mask.nonzero(as_tuple=True)  # (N,) each, row-major like boolean indexing
-    h, tokens = _hidden_states(decoder, batch, rows, cols, pack=pack)  # (N, H): only positions that predict a completion token
+    # (N, H): only the positions that predict a completion token
+    h, tokens = _hidden_states(decoder, batch, rows, cols, pack=pack)
     targets = batch.input_ids[rows, cols + 1]  # (N,)
     logits = head(h)  # (N, V)
 
