@@ -8,6 +8,7 @@ Library functions take plain arguments; only the run entry point (`unift.train.r
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from unift.data.records import MAX_RECORD_CHARS
+from unift.data.records import short as _short
 from unift.models import LoraSpec
 from unift.rollout.task_source import RolloutSpec
 
@@ -162,16 +165,88 @@ class RunConfig:
     save_every: int = 0
     """Write a resumable checkpoint every N steps (0: only at the end)."""
     resume: bool = False
-    """Continue from output_dir/checkpoint if it exists."""
+    """Continue from output_dir/checkpoint if it exists. The checkpoint's config must match this
+    one except for the settings that cannot change the run (`unift.train.run.RESUME_SAFE`: eval,
+    save_every, progress, output_dir, diagnostics, ...); other changes are refused, by name."""
+    overwrite: bool = False
+    """Replace a previous run in output_dir (its config.yaml, metrics, checkpoint, model, logs).
+    Without it (or `resume`), an output_dir that holds a run is refused."""
+    max_record_chars: int = MAX_RECORD_CHARS
+    """Longest record of a JSONL source, in characters of text (prompt plus completion(s), or the
+    message contents); a longer one is rejected naming its file and line, before any tokenising
+    (whose memory grows with the text, not with max_length). JSONL lines are read only up to
+    6x this (+4096) characters, room for JSON escapes."""
     progress: bool = True
     """Show a progress bar."""
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _at_least(where: str, value, low) -> None:
+    if not value >= low:
+        raise ConfigError(f"{where}: expected an integer >= {low}, got {_short(value)}")
+
+
+def _finite(where: str, value, low: float | None = None, high: float | None = None, *,
+            strict_low: bool = False, strict_high: bool = False) -> None:
+    """`value` is a finite number in the given range; the message names the key and the range."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if strict_low else value >= low
+    if ok and high is not None:
+        ok = value < high if strict_high else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if strict_low else '>='} {low}"
+        hi = "" if high is None else f"{'<' if strict_high else '<='} {high}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise ConfigError(f"{where}: expected a finite number{' ' + bounds if bounds else ''}, got {_short(value)}")
+
+
+def validate(config: RunConfig) -> None:
+    """Raise ConfigError, naming the key, for a value no run can use (checked before the model
+    loads, so a typo costs no time)."""
+    if not config.sources:
+        raise ConfigError("sources: the mixture needs at least one source")
+    if config.resume and config.overwrite:
+        raise ConfigError("resume and overwrite: choose one (continue the run in output_dir, or replace it)")
+    _at_least("steps", config.steps, 1)
+    _at_least("max_length", config.max_length, 2)  # a prompt token and a completion token
+    _at_least("save_every", config.save_every, 0)
+    _at_least("diagnostics_every", config.diagnostics_every, 1)
+    _at_least("max_record_chars", config.max_record_chars, 1)
+    _finite("max_flops", config.max_flops, 0)
+    opt = config.optim
+    _finite("optim.lr", opt.lr, 0, strict_low=True)
+    _finite("optim.weight_decay", opt.weight_decay, 0)
+    for i, b in enumerate(opt.betas):
+        _finite(f"optim.betas.{i}", b, 0, 1, strict_high=True)
+    _finite("optim.min_lr_ratio", opt.min_lr_ratio, 0, 1)
+    _finite("optim.grad_clip", opt.grad_clip, 0)
+    _at_least("optim.warmup_steps", opt.warmup_steps, 0)
+    _at_least("optim.grad_accum", opt.grad_accum, 1)
+    for i, sc in enumerate(config.sources):
+        _finite(f"sources.{i}.weight", sc.weight)
+        _at_least(f"sources.{i}.batch_size", sc.batch_size, 1)
+        _finite(f"sources.{i}.beta", sc.beta, 0)
+    ev = config.eval
+    if ev.task is not None:
+        _at_least("eval.n", ev.n, 1)
+        _at_least("eval.k", ev.k, 1)
+        _at_least("eval.max_new_tokens", ev.max_new_tokens, 1)
+        _at_least("eval.every_steps", ev.every_steps, 0)
+        _finite("eval.every_flops", ev.every_flops, 0)
 
 
 # -- YAML + overrides -------------------------------------------------------------------------
 
 
 class ConfigError(ValueError):
-    pass
+    """A config value no run can use; the message names the key."""
+
+
+class UniftWarning(UserWarning):
+    """An input unift accepts but doubts; the CLI shows it as one line."""
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -188,7 +263,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_short(value)}")
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = set(value) - names
@@ -197,14 +272,17 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return tp(**{k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()})
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_short(value)}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{where}.{i}") for i, v in enumerate(value)]
     if origin is tuple:
-        return tuple(_convert(v, a, where) for v, a in zip(value, typing.get_args(tp), strict=True))
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {_short(value)}")
+        return tuple(_convert(v, a, f"{where}.{i}") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_short(value)}")
         return dict(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -214,12 +292,24 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         except ValueError:
             pass
     if tp in (int, str, bool) and not isinstance(value, tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {_short(value)}")
     if tp is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected int, got {value!r}")
+        raise ConfigError(f"{where}: expected int, got {_short(value)}")
     if tp is float and not isinstance(value, float):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {_short(value)}")
     return value
+
+
+def _index(node: list, part: str, key: str) -> int:
+    """`part` as an index into `node`, which may grow by one (`sources.2.x=...` adds the third
+    source after two)."""
+    if not part.isdigit():
+        raise ConfigError(f"override {key}: {part!r} is not a list index")
+    index = int(part)
+    if index > len(node):
+        raise ConfigError(f"override {key}: index {index} is past the end of a list of {len(node)} "
+                          f"item(s); add items in order (the next one is {len(node)})")
+    return index
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -228,26 +318,40 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(node, list):
-            index = int(part)
+            index = _index(node, part, key)
             if index == len(node):  # `sources.2.x=...` may add the next list item
                 node.append([] if nxt.isdigit() else {})
             node = node[index]
-            continue
-        if part not in node or node[part] is None:
-            node[part] = [] if nxt.isdigit() else {}
-        node = node[part]
+        elif isinstance(node, dict):
+            if part not in node or node[part] is None:
+                node[part] = [] if nxt.isdigit() else {}
+            node = node[part]
+        else:
+            raise ConfigError(f"override {key}: {'.'.join(parts[:i])} is {_short(node)}, not a mapping or list")
     last = parts[-1]
     if isinstance(node, list):
-        node[int(last)] = value
-    else:
+        index = _index(node, last, key)
+        if index == len(node):
+            node.append(value)
+        else:
+            node[index] = value
+    elif isinstance(node, dict):
         node[last] = value
+    else:
+        raise ConfigError(f"override {key}: {'.'.join(parts[:-1])} is {_short(node)}, not a mapping or list")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=RunConfig):
     """Load `cls` from a YAML file (or defaults) and apply `key=value` overrides (YAML values)."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
+        if not Path(path).is_file():
+            what = "is a directory" if Path(path).is_dir() else "no such file"
+            raise ConfigError(f"{path}: {what}; expected a YAML config file")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the config: {err}") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
@@ -258,7 +362,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value")
-        _set_dotted(data, key, yaml.safe_load(raw))
+        try:
+            parsed = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML value: {str(err).splitlines()[0]}") from None
+        _set_dotted(data, key, parsed)
     if cls is RunConfig and isinstance(data.get("sources"), list):
         from unift.rollout.presets import apply_preset
 

@@ -46,9 +46,15 @@ class Stream(Generic[T]):
         return out
 
     def state_dict(self) -> dict:
-        return {"epoch": self.state.epoch, "position": self.state.position}
+        return {"epoch": self.state.epoch, "position": self.state.position, "size": len(self.items)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue where a checkpoint left off; its permutations are of `size` items, so the
+        same order needs the same data (older checkpoints lack `size`: the position is checked)."""
+        size = state.get("size", len(self.items))
+        if size != len(self.items) or state["position"] > len(self.items):
+            raise ValueError(f"the data has {len(self.items)} items, the checkpoint's had "
+                             f"{size if 'size' in state else 'more'}; resume with the data the run started with")
         self.state = StreamState(state["epoch"], state["position"])
         self._order = self._permutation(self.state.epoch)
 

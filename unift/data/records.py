@@ -8,23 +8,44 @@
 Prompts and completions are plain strings (used as raw text) or lists of chat messages (rendered
 with the model's chat template). Every row is checked when loaded; a bad row raises
 `RecordError` naming the file, the line and the field. Nothing is skipped silently.
+
+What a row must be, beyond its columns: UTF-8 text without lone surrogates; message roles among
+`ROLES`, and only `assistant` in a completion; no empty prompt or completion; `messages` or
+`prompt`, not both; a preference pair whose chosen and rejected differ; at most
+`max_record_chars` characters of text (bounded memory: tokenising grows with the text).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 KINDS = ("demonstration", "preference", "binary", "score")
+ROLES = ("system", "user", "assistant", "tool")
+COMPLETION_FIELDS = ("completion", "chosen", "rejected")
+MAX_RECORD_CHARS = 200_000
+"""Default cap on a record's characters of text (`RunConfig.max_record_chars`)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Text = str | list[dict]  # raw text, or chat messages
 
 
 class RecordError(ValueError):
     pass
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters, so that a message stays one short line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int over sys.get_int_max_str_digits() digits
+        text = f"<an integer of over {sys.get_int_max_str_digits()} digits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -41,24 +62,40 @@ class Record:
     where: str = ""
 
 
-def _check_text(row: dict, field: str, where: str, roles: tuple[str, ...] | None = None) -> Text:
+def _check_string(value: str, field: str, where: str) -> str:
+    """Text a tokenizer can encode: a lone surrogate (JSON allows "\\ud800") is not Unicode."""
+    if (bad := _SURROGATE.search(value)) is not None:
+        raise RecordError(f"{where}: field {field!r}: a lone surrogate U+{ord(bad.group()):04X} at character "
+                          f"{bad.start()} is not valid Unicode text")
+    return value
+
+
+def _check_text(row: dict, field: str, where: str, roles: tuple[str, ...] = ROLES) -> Text:
     if field not in row:
-        raise RecordError(f"{where}: missing field {field!r} (row has {sorted(row)})")
+        raise RecordError(f"{where}: missing field {field!r} (row has {short(sorted(row))})")
     value = row[field]
     if isinstance(value, str):
-        return value
+        if not value:
+            raise RecordError(f"{where}: field {field!r} is empty")
+        return _check_string(value, field, where)
     if isinstance(value, list) and value:
         for i, msg in enumerate(value):
             if not isinstance(msg, dict) or not isinstance(msg.get("content"), str) or not isinstance(
                 msg.get("role"), str
             ):
                 raise RecordError(
-                    f"{where}: field {field!r}[{i}]: a chat message needs string 'role' and 'content', got {msg!r}"
+                    f"{where}: field {field!r}[{i}]: a chat message needs string 'role' and 'content', got {short(msg)}"
                 )
-            if roles and msg["role"] not in roles:
-                raise RecordError(f"{where}: field {field!r}[{i}]: role {msg['role']!r} not in {roles}")
+            if msg["role"] not in roles:
+                expected = "'assistant' (a completion is the model's reply)" if roles == ("assistant",) \
+                    else f"one of {', '.join(roles)}"
+                raise RecordError(f"{where}: field {field!r}[{i}]: role {short(msg['role'])} is not {expected}")
+            _check_string(msg["content"], f"{field}[{i}].content", where)
+        if field in COMPLETION_FIELDS and not any(m["content"] for m in value):
+            raise RecordError(f"{where}: field {field!r} is empty")
         return value
-    raise RecordError(f"{where}: field {field!r} must be a string or a non-empty list of chat messages, got {value!r}")
+    raise RecordError(f"{where}: field {field!r} must be a string or a non-empty list of chat messages, "
+                      f"got {short(value)}")
 
 
 def _split_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
@@ -69,39 +106,71 @@ def _split_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
         raise RecordError(f"{where}: field 'messages': the last message must be the assistant's (the completion)")
     if len(messages) < 2:
         raise RecordError(f"{where}: field 'messages': needs a prompt before the assistant message")
+    if not messages[-1]["content"]:
+        raise RecordError(f"{where}: field 'messages': the assistant's message (the completion) is empty")
     return messages[:-1], messages[-1:]
 
 
 def _number(row: dict, field: str, where: str) -> float:
     if field not in row:
-        raise RecordError(f"{where}: missing field {field!r} (row has {sorted(row)})")
+        raise RecordError(f"{where}: missing field {field!r} (row has {short(sorted(row))})")
     value = row[field]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecordError(f"{where}: field {field!r} must be a finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError(f"{where}: field {field!r} must be a finite number, got {short(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # JSON integers have no size limit: 1e400 written out in digits
+        digits = int(abs(value).bit_length() * math.log10(2)) + 1
+        raise RecordError(f"{where}: field {field!r} must be a finite number, got an integer of about "
+                          f"{digits} digits") from None
+    if not math.isfinite(number):
+        raise RecordError(f"{where}: field {field!r} must be a finite number, got {short(value)}")
+    return number
 
 
-def parse_record(row: Any, kind: str, where: str) -> Record:
-    """Validate one row of the given kind; `where` is e.g. 'data.jsonl:12'."""
+def _chars(text: Text | None) -> int:
+    if text is None:
+        return 0
+    return len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text)
+
+
+def parse_record(row: Any, kind: str, where: str, max_chars: int | None = MAX_RECORD_CHARS) -> Record:
+    """Validate one row of the given kind; `where` is e.g. 'data.jsonl:12'. A record of more than
+    `max_chars` characters of text is refused (None: no cap)."""
     if kind not in KINDS:
         raise RecordError(f"{where}: unknown record kind {kind!r}; expected one of {KINDS}")
     if not isinstance(row, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(row).__name__}")
+    record = _parse(row, kind, where)
+    size = sum(_chars(t) for t in (record.prompt, record.completion, record.chosen, record.rejected))
+    if max_chars is not None and size > max_chars:
+        raise RecordError(f"{where}: the record has {size:,} characters of text, over max_record_chars "
+                          f"({max_chars:,}); shorten it or raise max_record_chars")
+    return record
+
+
+def _parse(row: dict, kind: str, where: str) -> Record:
+    if "messages" in row and ("prompt" in row or "completion" in row):
+        raise RecordError(f"{where}: the row has both 'messages' and 'prompt'/'completion'; use one or the other")
     if kind == "demonstration":
-        if "messages" in row and "prompt" not in row:
+        if "messages" in row:
             prompt, completion = _split_messages(row, where)
             return Record(kind, prompt, completion=completion, where=where)
-        return Record(kind, _check_text(row, "prompt", where), completion=_check_text(row, "completion", where),
-                      where=where)
+        return Record(kind, _check_text(row, "prompt", where),
+                      completion=_check_text(row, "completion", where, ("assistant",)), where=where)
     prompt = _check_text(row, "prompt", where)
     if kind == "preference":
-        return Record(kind, prompt, chosen=_check_text(row, "chosen", where),
-                      rejected=_check_text(row, "rejected", where), where=where)
-    completion = _check_text(row, "completion", where)
+        chosen = _check_text(row, "chosen", where, ("assistant",))
+        rejected = _check_text(row, "rejected", where, ("assistant",))
+        if chosen == rejected:  # a data error, not a tie to learn from: see docs/RELIABILITY.md
+            raise RecordError(f"{where}: fields 'chosen' and 'rejected' are identical: the pair states no "
+                              "preference and its pairwise loss has zero gradient; drop the row")
+        return Record(kind, prompt, chosen=chosen, rejected=rejected, where=where)
+    completion = _check_text(row, "completion", where, ("assistant",))
     if kind == "binary":
         label = row.get("label")
         if not isinstance(label, bool) and label not in (0, 1):
-            raise RecordError(f"{where}: field 'label' must be true or false, got {label!r}")
+            raise RecordError(f"{where}: field 'label' must be true or false, got {short(label)}")
         return Record(kind, prompt, completion=completion, target=float(label), where=where)
     score = _number(row, "score", where)
     if not 0.0 <= score <= 1.0:
@@ -109,31 +178,60 @@ def parse_record(row: Any, kind: str, where: str) -> Record:
     return Record(kind, prompt, completion=completion, target=score, where=where)
 
 
-def read_jsonl(path: str | Path):
-    """Yield (where, row) for every non-blank line of a JSONL file, `where` being 'file:line';
-    invalid JSON raises RecordError naming the line. Blank lines are the only thing skipped."""
+def read_jsonl(path: str | Path, max_chars: int | None = MAX_RECORD_CHARS):
+    """Yield (where, row) for every non-blank line of a JSONL file, `where` being 'file:line'.
+    Invalid UTF-8 or JSON raises RecordError naming the line. Blank lines are the only thing
+    skipped. Memory stays bounded: a line is read only up to 6 * max_chars + 4096 characters
+    (room for JSON's escapes around max_chars of text; None: no limit), a longer one is refused."""
     path = Path(path)
     if not path.is_file():
-        raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
+        raise RecordError(f"{path}: {'is a directory, not a JSONL file' if path.is_dir() else 'no such file'}")
+    line_chars = None if max_chars is None else 6 * max_chars + 4096
+    limit = -1 if line_chars is None else 4 * line_chars + 2  # UTF-8: at most 4 bytes a character
+    with path.open("rb") as f:
+        for lineno in range(1, sys.maxsize):
+            raw = f.readline(limit)
+            if not raw:
+                return
             where = f"{path}:{lineno}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{where}: invalid JSON: {err.msg} at column {err.colno}") from None
+            if limit > 0 and len(raw) == limit and not raw.endswith(b"\n"):
+                raise RecordError(f"{where}: the line is over {line_chars:,} characters; max_record_chars "
+                                  f"({max_chars:,}) bounds a record's text")
+            text = _decode(raw, where, line_chars, first=lineno == 1)
+            if text.strip():
+                yield where, _json(text, where)
 
 
-def load_jsonl(path: str | Path, kind: str) -> list[Record]:
+def _decode(raw: bytes, where: str, line_chars: int | None, first: bool) -> str:
+    try:
+        text = raw.decode("utf-8-sig" if first else "utf-8")  # a byte-order mark may open the file
+    except UnicodeDecodeError as err:
+        raise RecordError(f"{where}: not UTF-8 text: byte {err.start + 1} of the line is "
+                          f"{raw[err.start:err.start + 1]!r}") from None
+    if line_chars is not None and len(text) > line_chars:
+        raise RecordError(f"{where}: the line is over {line_chars:,} characters")
+    return text
+
+
+def _json(text: str, where: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{where}: invalid JSON: {err.msg} at column {err.colno}") from None
+    except ValueError as err:  # e.g. an integer over sys.get_int_max_str_digits() digits
+        raise RecordError(f"{where}: invalid JSON: {str(err).split(';')[0]}") from None
+    except RecursionError:
+        raise RecordError(f"{where}: invalid JSON: nested too deeply") from None
+
+
+def load_jsonl(path: str | Path, kind: str, max_chars: int | None = MAX_RECORD_CHARS) -> list[Record]:
     """Read and validate every line of a JSONL file; blank lines are allowed, nothing else is skipped."""
-    records = [parse_record(row, kind, where) for where, row in read_jsonl(path)]
+    records = [parse_record(row, kind, where, max_chars) for where, row in read_jsonl(path, max_chars)]
     if not records:
         raise RecordError(f"{path}: no records")
     return records
 
 
-def from_rows(rows, kind: str, name: str = "dataset") -> list[Record]:
+def from_rows(rows, kind: str, name: str = "dataset", max_chars: int | None = MAX_RECORD_CHARS) -> list[Record]:
     """Validate rows from any iterable of dicts, e.g. a `datasets.Dataset`."""
-    return [parse_record(dict(row), kind, f"{name}[{i}]") for i, row in enumerate(rows)]
+    return [parse_record(dict(row), kind, f"{name}[{i}]", max_chars) for i, row in enumerate(rows)]

@@ -12,13 +12,20 @@ containers (dict, list, tuple, str, numbers, None) and refuses every other class
 `save` therefore stores only those (`plain` checks it): the NumPy RNG state's array becomes a
 tensor. A file that does not load, or is not shaped like a checkpoint, raises `CheckpointError`
 naming it.
+
+The run directory around it: `RunLock` (one live run per directory), `previous_run` (what marks
+a run there), `clear_run` (overwrite=true) and `remove_stale` (temporary files of killed runs).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import pickle
 import random
+import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,13 +33,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unift.config import UniftWarning
+
 NAME = "checkpoint.pt"
+LOCK = ".lock"
+MODEL = "model"
+MODEL_TMP_PREFIX = "model."  # run.save_model's temporary directory, renamed to MODEL when complete
+RUN_FILES = ("config.yaml", "metrics.jsonl", NAME, MODEL)  # any of these: a run lives here
+OUTPUTS = (*RUN_FILES, "evals.jsonl", "samples.jsonl", "tb")  # what overwrite=true replaces
+# temporaries a kill can leave: atomic_save's (mkstemp), save_model's (mkdtemp), open_step_log's
+STALE = re.compile(r"checkpoint\.pt\.[a-z0-9_]{8}\.tmp|model\.[a-z0-9_]{8}|(metrics|evals|samples)\.tmp")
 KEYS = ("step", "model", "optimizer", "scheduler", "rng", "streams", "extra")
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line naming the file."""
+
+
+class RunDirError(ValueError):
+    """An output_dir a run cannot use (in use, holding another run); one line naming it."""
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -44,8 +64,10 @@ def atomic_save(obj, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # torch's writes name no file (a full disk)
+            raise OSError(e.errno, f"{e.strerror or e}; the previous checkpoint is kept", str(path)) from e
         raise
 
 
@@ -136,17 +158,126 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
 
 
-def restore(ckpt: dict, *, model, optimizer, scheduler, streams: dict) -> int:
-    params = dict(model.named_parameters())
-    missing = [n for n in ckpt["model"] if n not in params]
-    if missing:
-        raise ValueError(f"checkpoint does not match the model: unknown parameters {missing[:3]}...")
+def restore(ckpt: dict, *, model, optimizer, scheduler, streams: dict, where: str = NAME) -> int:
+    """Load `ckpt` into the run's objects; -> its step. A checkpoint of another model or data
+    raises CheckpointError (`where` names it) before anything is changed."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    unknown = [n for n in ckpt["model"] if n not in params]
+    absent = [n for n in params if n not in ckpt["model"]]
+    shapes = [f"{n} is {tuple(v.shape)} there, {tuple(params[n].shape)} here" for n, v in ckpt["model"].items()
+              if n in params and v.shape != params[n].shape]
+    if unknown or absent or shapes:
+        what = (f"parameters unknown to the model: {', '.join(unknown[:3])}" if unknown else
+                f"parameters missing from the checkpoint: {', '.join(absent[:3])}" if absent else shapes[0])
+        raise CheckpointError(f"{where}: the checkpoint does not match the model ({what})")
+    if unknown_streams := sorted(set(ckpt["streams"]) - set(streams)):
+        raise CheckpointError(f"{where}: the checkpoint has data streams this run lacks: {', '.join(unknown_streams)}")
+    for name, state in ckpt["streams"].items():
+        try:
+            streams[name].load_state_dict(state)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{where}: source {name!r}: {e}") from None
     with torch.no_grad():
         for name, value in ckpt["model"].items():
             params[name].copy_(value)
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
-    for name, state in ckpt["streams"].items():
-        streams[name].load_state_dict(state)
     set_rng_state(ckpt["rng"])
     return int(ckpt["step"])
+
+
+# -- the run directory ------------------------------------------------------------------------
+
+
+class RunLock:
+    """output_dir/.lock, holding the live run's pid. The lock is `flock`, not the file's
+    existence: the kernel drops it when its process dies however it dies, so a lock file left by
+    a killed run is stale by construction and is taken over (with a warning); a live holder
+    makes `acquire` raise RunDirError naming its pid."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _pid(fd)
+                os.close(fd)
+                raise RunDirError(f"{self.run_dir}: in use by another unift run (pid {holder or '?'}, "
+                                  f"{self.path}); wait for it to end or choose another output_dir") from None
+            except OSError as e:  # a file system without locks (some network mounts)
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    os.close(fd)
+                    raise
+                warnings.warn(f"{self.path}: cannot lock ({e.strerror}); nothing stops a second run here",
+                              UniftWarning, stacklevel=2)
+            try:  # the holder we waited on may have removed the file: lock the one in place
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = _pid(fd)
+        if previous and previous != os.getpid():
+            warnings.warn(f"{self.path}: taking over the stale lock of pid {previous} (a run that ended without "
+                          "removing it, e.g. killed)", UniftWarning, stacklevel=2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # before unlocking: a waiting opener sees the inode change
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def previous_run(run_dir: Path) -> list[str]:
+    """The files of a run present in run_dir (config.yaml, metrics.jsonl, checkpoint, model)."""
+    return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a previous run's outputs (`OUTPUTS`), and nothing else of the directory."""
+    for name in OUTPUTS:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def remove_stale(run_dir: Path) -> tuple[int, int]:
+    """Delete the temporary files a killed run leaves (`STALE`: a partial checkpoint or model,
+    about 1.6 GB each for a 135M model); call only while holding the lock. -> (count, bytes)."""
+    count = size = 0
+    for path in Path(run_dir).iterdir():
+        if not STALE.fullmatch(path.name) or path.is_symlink():
+            continue
+        if path.is_dir():
+            size += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            shutil.rmtree(path)
+        else:
+            size += path.stat().st_size
+            path.unlink()
+        count += 1
+    return count, size

@@ -22,8 +22,8 @@ def open_step_log(path: Path, resume_step: int | None):
     will be recomputed)."""
     if resume_step is None or not path.exists():
         return path.open("w", encoding="utf-8")
-    rows = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in rows if json.loads(r)["step"] <= resume_step]
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = [line for line, row in _rows(lines, path) if row["step"] <= resume_step]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(r + "\n" for r in kept))
     os.replace(tmp, path)
@@ -59,6 +59,23 @@ class MetricsWriter:
             self.tb.close()
 
 
+def _rows(lines: list[str], path: Path):
+    """(line, row) for each JSON row with a step. A last line that does not parse is skipped: a
+    kill or a full disk tears the line being written. Any other bad line is an error."""
+    lines = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+    for n, (lineno, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("no step")
+        except ValueError:
+            if n == len(lines) - 1:
+                return
+            raise ValueError(f"{path}:{lineno}: not a row of a unift log (a JSON object with a step)") from None
+        yield line, row
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rows of run_dir/metrics.jsonl (a torn last line, from a kill, is left out)."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for _, row in _rows(path.read_text().splitlines(), path)]

@@ -2,6 +2,8 @@
 
 The run directory holds config.yaml (resolved), metrics.jsonl, tb/ (TensorBoard, if installed),
 checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, safetensors).
+One run at a time holds it (`.lock`); a directory holding another run is refused unless
+resume=true (same config, safe settings aside) or overwrite=true (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -15,21 +17,31 @@ import random
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from unift import models, precision
-from unift.config import RunConfig, dump_config, load_config
+from unift.config import (
+    ConfigError,
+    RunConfig,
+    UniftWarning,
+    dump_config,
+    load_config,
+    to_dict,
+    validate,
+)
 from unift.data.mixture import Stream
-from unift.data.records import load_jsonl, read_jsonl
+from unift.data.records import load_jsonl, read_jsonl, short
 from unift.memory import retain_freed_memory
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
 from unift.train.evals import Evaluator
 from unift.train.flops import ModelFlops
-from unift.train.metrics import MetricsWriter
+from unift.train.metrics import MetricsWriter, open_step_log
 from unift.train.optim import adamw
 from unift.train.step import Source, draw, train_step
 
@@ -80,7 +92,7 @@ def _resolve(path: str, config_dir: Path) -> Path:
 
 
 def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict, config_dir: Path,
-                      rollout_dtype: str = "auto") -> Source:
+                      rollout_dtype: str = "auto", problems: list | None = None) -> Source:
     """A task source: its problem stream, and the rollout stage with a (shared) engine."""
     from unift import tasks
     from unift.rollout.engine import make_engine
@@ -93,9 +105,10 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
     spec = sc.rollout
     if spec.policy_gradient and spec.backend not in engines:
         engines[spec.backend] = make_engine(spec.backend, policy, tokenizer, dtype=rollout_dtype)
-    if sc.path:  # prompt-only RL records (`unift data TASK --kind rl`): their "problem" column
-        path = _resolve(sc.path, config_dir)
-        problems = [_problem(row, where) for where, row in read_jsonl(path)]
+    if problems is not None:
+        pass
+    elif sc.path:  # prompt-only RL records (`unift data TASK --kind rl`): their "problem" column
+        problems = read_problems(_resolve(sc.path, config_dir), config.max_record_chars)
     else:
         problems = task.problems(spec.num_problems, seed=config.seed, split="train")
     rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i,
@@ -114,26 +127,85 @@ def _score(policy, precision: str, batch):
         return token_logps(policy, batch)
 
 
+def read_problems(path: Path, max_chars: int) -> list[dict]:
+    return [_problem(row, where) for where, row in read_jsonl(path, max_chars)]
+
+
 def _problem(row, where: str) -> dict:
     if not isinstance(row, dict) or not isinstance(row.get("problem"), dict):
         raise ValueError(f"{where}: field 'problem' (an object) is missing; export with `unift data --kind rl`")
     return row["problem"]
 
 
+def load_data(config: RunConfig, config_dir: Path) -> dict[int, list]:
+    """Every source's file, read and validated (records; an RL source's problems), by source
+    index: errors name the file and line before the model loads. The `jsonl` task's files are
+    read as JSONL here too (the task itself reports bad JSON without the line)."""
+    data = {}
+    for i, sc in enumerate(config.sources):
+        if sc.kind != "task":
+            if sc.path is None:
+                raise ConfigError(f"sources.{i}.path: a {sc.kind} source needs a JSONL file")
+            data[i] = load_jsonl(_resolve(sc.path, config_dir), sc.kind, config.max_record_chars)
+        elif sc.path:
+            data[i] = read_problems(_resolve(sc.path, config_dir), config.max_record_chars)
+    variants = [sc.variant for sc in config.sources if sc.task == "jsonl"]
+    if config.eval.task == "jsonl":
+        variants += list(config.eval.variants.values()) or [{}]
+    for variant in variants:
+        if isinstance(variant.get("path"), str):
+            for _ in read_jsonl(variant["path"], config.max_record_chars):
+                pass
+    return data
+
+
+def check_sources(config: RunConfig) -> None:
+    """What a source names, looked up before the model loads: the objective for its kind, the
+    task and its variant (each error names the key); beta = 0 warned about."""
+    from unift import tasks
+
+    for i, sc in enumerate(config.sources):
+        try:
+            losses.get(sc.objective, sc.kind)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"sources.{i}.objective: {e.args[0]}") from None
+        if sc.kind == "task":
+            if sc.task is None:
+                raise ConfigError(f"sources.{i}.task: a task source needs `task` (one of {', '.join(tasks.names())})")
+            try:
+                tasks.get(sc.task, **sc.variant)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"sources.{i}.task: {e.args[0] if e.args else e}") from None
+        if sc.beta == 0 and sc.objective not in BETA_FREE:
+            # a warning, not an error: with TRL's sft_weight a beta-0 DPO is plain SFT on purpose
+            warnings.warn(f"sources.{i}.beta = 0: objective {sc.objective} is a function of beta * (log pi - "
+                          "log pi_ref), so its gradient is 0 (only extra terms such as sft_weight train)",
+                          UniftWarning, stacklevel=2)
+    if config.eval.task is not None:
+        for label, variant in (config.eval.variants or {"default": {}}).items():
+            try:
+                tasks.get(config.eval.task, **variant)
+            except (KeyError, ValueError, TypeError) as e:
+                raise ConfigError(f"eval.variants.{label}: {e.args[0] if e.args else e}") from None
+
+
+BETA_FREE = ("sft", "grpo")  # objectives whose loss does not read beta (diagnostics only)
+
+
 def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None,
-                  rollout_dtype: str = "auto") -> list[Source]:
+                  rollout_dtype: str = "auto", data: dict[int, list] | None = None) -> list[Source]:
     """Every source of the mixture; task sources share one rollout engine per backend, whose
-    weights and KV cache are in `rollout_dtype`."""
+    weights and KV cache are in `rollout_dtype`. data: `load_data`'s result (else read here)."""
+    data = load_data(config, config_dir) if data is None else data
     sources = []
     engines: dict = {}
     for i, sc in enumerate(config.sources):
         if sc.kind == "task":
-            sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir, rollout_dtype))
+            sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir, rollout_dtype,
+                                             problems=data.get(i)))
             continue
         objective = losses.get(sc.objective, sc.kind)
-        if sc.path is None:
-            raise ValueError(f"sources.{i}: a {sc.kind} source needs a `path` to a JSONL file")
-        records = load_jsonl(_resolve(sc.path, config_dir), sc.kind)
+        records = data[i]
         sources.append(Source(sc.name or sc.kind, sc.kind, objective, Stream(records, config.seed, i),
                               sc.weight, sc.batch_size, sc.beta, dict(sc.params)))
     names = [s.name for s in sources]
@@ -180,7 +252,7 @@ def diagnostics_due(config: RunConfig, step: int) -> bool:
 
 def save_model(model, tokenizer, out: Path) -> None:
     """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically."""
-    tmp = Path(tempfile.mkdtemp(prefix="model.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=checkpoint.MODEL_TMP_PREFIX, dir=out.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     if out.exists():
@@ -188,16 +260,121 @@ def save_model(model, tokenizer, out: Path) -> None:
     os.replace(tmp, out)
 
 
+class NonFiniteError(FloatingPointError):
+    """A step whose loss, gradient norm or updated weights are NaN or infinite: the run stops
+    without saving (the last good checkpoint stays)."""
+
+
+# settings a resumed run may change: none of them alters the weights' trajectory (max_flops only
+# where the run stops, gradient checkpointing only memory; the data cap only admits or refuses)
+RESUME_SAFE = ("eval", "save_every", "progress", "output_dir", "diagnostics", "diagnostics_every", "resume",
+               "overwrite", "max_flops", "gradient_checkpointing", "max_record_chars")
+
+
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
-    if config.diagnostics_every < 1:
-        raise ValueError(f"diagnostics_every: expected an integer >= 1, got {config.diagnostics_every}")
+    """Check the config and data, claim output_dir, then run (`_run`). Everything that can be
+    checked without the model is checked first."""
+    validate(config)
+    check_sources(config)
+    data = load_data(config, config_dir)
     dist = dist or init()
+    run_dir = make_run_dir(config.output_dir)
+    lock = checkpoint.RunLock(run_dir).acquire() if dist.main else None
+    try:
+        ckpt = resume_point(config, run_dir, dist)
+        return _run(config, config_dir, dist, run_dir, ckpt, data)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def make_run_dir(output_dir: str) -> Path:
+    run_dir = Path(output_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"output_dir: {run_dir} exists and is not a directory") from None
+    except OSError as e:  # a file on the path (NotADirectoryError), read-only, ...
+        raise ConfigError(f"output_dir: cannot create {run_dir}: {e.strerror or e}") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir: {run_dir} is not writable")
+    return run_dir
+
+
+def requested(config: RunConfig) -> dict:
+    """The config as given (before `precision: auto` is resolved), in plain types: what a
+    checkpoint stores for `resume_point` to compare."""
+    return json.loads(json.dumps(to_dict(config), default=str))
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """'key (old -> new)' for each dotted key whose value differs, except `RESUME_SAFE` ones."""
+    missing = object()
+    out: list[str] = []
+
+    def show(v) -> str:
+        return "absent" if v is missing else f"{len(v)} items" if isinstance(v, list) else short(v, 40)
+
+    def walk(a, b, key: str) -> None:
+        if "." not in key and key in RESUME_SAFE:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                walk(a.get(k, missing), b.get(k, missing), f"{key}.{k}" if key else str(k))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{key}.{i}")
+        elif a != b:
+            out.append(f"{key} ({show(a)} -> {show(b)})")
+
+    walk(saved, current, "")
+    return out
+
+
+def resume_point(config: RunConfig, run_dir: Path, dist: Dist) -> dict | None:
+    """The checkpoint to continue from, or None for a fresh start; called holding the lock.
+    Removes killed runs' temporaries; refuses a directory holding a run unless resume (with a
+    config that differs only in `RESUME_SAFE` settings) or overwrite (which clears it)."""
+    if dist.main:
+        count, size = checkpoint.remove_stale(run_dir)
+        if count:
+            warnings.warn(f"{run_dir}: removed {count} temporary file(s) left by an interrupted run "
+                          f"({size / 1e6:.1f} MB)", UniftWarning, stacklevel=2)
+    present = checkpoint.previous_run(run_dir)
+    if config.overwrite:
+        if dist.main:
+            checkpoint.clear_run(run_dir)
+        return None
+    if not config.resume:
+        if present:
+            raise checkpoint.RunDirError(
+                f"output_dir: {run_dir} holds a run ({', '.join(present)}); resume=true continues it, "
+                "overwrite=true replaces it, or choose another output_dir")
+        return None
+    ckpt = checkpoint.load(run_dir)
+    current, where = requested(config), run_dir / checkpoint.NAME
+    saved = ckpt["extra"].get("config") if ckpt else None
+    if saved is None and (run_dir / "config.yaml").exists():  # older checkpoints, or none yet
+        where = run_dir / "config.yaml"
+        saved = yaml.safe_load(where.read_text())
+        if current.get("precision") == "auto":  # config.yaml holds what auto resolved to
+            saved.pop("precision", None)
+            current.pop("precision", None)
+    if isinstance(saved, dict) and (changes := config_changes(saved, current)):
+        raise checkpoint.RunDirError(
+            f"resume: settings changed since {where}: {', '.join(changes)}; they would alter the run "
+            f"(only {', '.join(RESUME_SAFE)} may change): undo them, or start a new run "
+            "(another output_dir, or overwrite=true)")
+    return ckpt
+
+
+def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: dict | None,
+         data: dict[int, list]) -> Path:
+    asked = requested(config)
     retain_freed_memory()
     if dist.world > 1:  # share the cores between processes
         torch.set_num_threads(max(1, torch.get_num_threads() // dist.world))
     seed_everything(config.seed)
-    run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     policy, tokenizer, choice = build_policy(config)
     choice = _agree(choice, dist)
@@ -207,7 +384,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     reference = models.ReferencePolicy(policy)
     if config.gradient_checkpointing:
         policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    sources = build_sources(config, config_dir, policy, tokenizer, rollout_dtype=choice.rollout)
+    sources = build_sources(config, config_dir, policy, tokenizer, rollout_dtype=choice.rollout, data=data)
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = config.optim
     optimizer = adamw(params, precision=config.precision, lr=opt.lr, betas=opt.betas,
@@ -222,9 +399,9 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     streams.update({f"{s.name}/rollout": s.rollout for s in sources if s.rollout is not None})
 
     start = 0
-    ckpt = checkpoint.load(run_dir) if config.resume else None
     if ckpt is not None:
-        start = checkpoint.restore(ckpt, model=policy, optimizer=optimizer, scheduler=scheduler, streams=streams)
+        start = checkpoint.restore(ckpt, model=policy, optimizer=optimizer, scheduler=scheduler, streams=streams,
+                                   where=str(run_dir / checkpoint.NAME))
     if dist.main:
         dump_config(config, run_dir / "config.yaml")
     writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
@@ -238,7 +415,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
     latest: dict = {}  # each metric's latest value (diagnostics-only keys come every few steps)
-    samples = (run_dir / "samples.jsonl").open("a" if ckpt else "w") if dist.main else None
+    samples = open_step_log(run_dir / "samples.jsonl", start if ckpt else None) if dist.main else None
     for step in range(start, config.steps):
         if config.max_flops and over_budget(flops, step, config.max_flops):
             break
@@ -253,26 +430,59 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
         if writer:
             writer.write(row)
             _write_samples(samples, step + 1, micro)
+        if problem := non_finite(metrics, sources):
+            if progress:
+                progress.close()
+            raise NonFiniteError(_stopped(step + 1, problem, run_dir))
         if progress:
             progress.update(row)
         if evaluator and evaluator.due(step + 1, flops):
             evaluator(policy, step=step + 1, flops=flops)
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
             if dist.main:
+                _check_weights(policy, step + 1, run_dir)
                 checkpoint.save(run_dir, step=step + 1, model=policy, optimizer=optimizer,
-                                scheduler=scheduler, streams=streams, extra={"flops": flops})
+                                scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked})
     if progress:
         progress.close()
     if evaluator and latest and evaluator.last_step != latest["step"]:
         evaluator(policy, step=latest["step"], flops=flops)
     if dist.main:
+        _check_weights(policy, latest.get("step", start), run_dir)
         checkpoint.save(run_dir, step=latest.get("step", start), model=policy, optimizer=optimizer,
-                        scheduler=scheduler, streams=streams, extra={"flops": flops})
+                        scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked})
         save_model(policy, tokenizer, run_dir / "model")
         writer.close()
         samples.close()
         _summary(run_dir, latest, sources)
     return run_dir
+
+
+def non_finite(metrics: dict, sources: list[Source]) -> str:
+    """What is NaN or infinite in a step's metrics ('' if nothing): a source's loss, the
+    weighted loss, or the gradient norm."""
+    bad = [f"source {s.name}: loss {metrics[f'{s.name}/loss']}" for s in sources
+           if not math.isfinite(metrics.get(f"{s.name}/loss", 0.0))]
+    if not bad and not math.isfinite(metrics["loss"]):
+        bad.append(f"the weighted loss is {metrics['loss']}")
+    if not math.isfinite(metrics.get("grad_norm", 0.0)):
+        bad.append(f"gradient norm {metrics['grad_norm']}")
+    return ", ".join(bad)
+
+
+def _stopped(step: int, problem: str, run_dir: Path) -> str:
+    kept = f"{run_dir / checkpoint.NAME} is kept" if (run_dir / checkpoint.NAME).exists() \
+        else "no checkpoint had been written"
+    return (f"step {step}: non-finite values ({problem}); stopped without saving a model or checkpoint "
+            f"({kept}); lower optim.lr or check the data")
+
+
+def _check_weights(policy, step: int, run_dir: Path) -> None:
+    """Refuse to save weights that an update made NaN or infinite (a finite loss and gradient
+    norm do not rule it out: lr 1e30 overflows the update)."""
+    for name, p in policy.named_parameters():
+        if p.requires_grad and not torch.isfinite(p).all():
+            raise NonFiniteError(_stopped(step, f"the updated weight {name}", run_dir))
 
 
 def over_budget(flops: float, step: int, max_flops: float) -> bool:
@@ -359,16 +569,17 @@ def _summary(run_dir: Path, latest: dict, sources: list[Source]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from unift.cli import debugging, errors_as_lines
+
+    debug, argv = debugging(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: unift train CONFIG.yaml [key=value ...]\n\n"
+        print("usage: unift train CONFIG.yaml [key=value ...] [--debug]\n\n"
               "Train on the mixture of sources in CONFIG (see configs/). Overrides use dotted keys,\n"
-              "e.g. steps=20 optim.lr=1e-5 sources.0.weight=0.5 model.name=tiny resume=true")
+              "e.g. steps=20 optim.lr=1e-5 sources.0.weight=0.5 model.name=tiny resume=true\n"
+              "An expected failure prints one line and exits 2; --debug shows its traceback.")
         return 0
     config_path = Path(argv[0])
-    try:
+    with errors_as_lines("train", debug) as outcome:
         config = load_config(config_path, argv[1:])
         train(config, config_path.parent)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"unift train: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return outcome.code
