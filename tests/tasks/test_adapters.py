@@ -57,8 +57,10 @@ def test_reasoning_gym_wrong_and_hostile_answers():
 def test_jsonl_task_reads_user_files(math_file):
     task = tasks.get("jsonl", path=math_file)
     train, test = task.problems(1000), task.problems(1000, split="test")
-    assert len(train) + len(test) == 45 and train == task.problems(1000)
-    assert not {str(p["prompt"]) for p in train} & {str(p["prompt"]) for p in test}
+    val = task.problems(1000, split="val")
+    assert len(train) + len(val) + len(test) == 45 and train == task.problems(1000)
+    prompts = [{str(p["prompt"]) for p in split} for split in (train, val, test)]
+    assert not prompts[0] & prompts[1] and not prompts[0] & prompts[2] and not prompts[1] & prompts[2]
     for p in train + test:
         assert task.score(p, task.reference_completion(p)).correct
     chat = next(p for p in train + test if isinstance(p["prompt"], list))
