@@ -168,4 +168,10 @@ def test_step_matched_comparison_with_two_seeds_on_tiny(tmp_path, capsys):
     # a second call finds all six runs trained
     assert compare.main(argv) == 0
     assert capsys.readouterr().out.count("already trained") == 6
+    # another uft LR retrains uft over its old runs (the trainer refuses a used directory unless told)
+    argv[argv.index("uft.lr=5e-3")] = "uft.lr=4e-3"
+    assert compare.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("already trained") == 4 and printed.count("done in") == 2
+    assert load_config(out / "runs" / "uft-s1" / "config.yaml").optim.lr == 4e-3
 

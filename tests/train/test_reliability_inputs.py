@@ -273,6 +273,5 @@ def test_good_example_files_still_load():
         assert load_jsonl(DATA / name, kind)
 
 
-@pytest.mark.xfail(strict=True, reason="unift/tasks/export.py (not this change's files) accepts --n -5")
 def test_unift_data_with_a_negative_n_is_an_error(capsys):
     assert cli.main(["data", "countdown", "--n", "-5"]) == 2

@@ -148,6 +148,9 @@ def finished(run_dir: Path, config) -> bool:
     if current.get("precision") == "auto":  # config.yaml holds what auto resolved to on that machine
         saved.pop("precision", None)
         current.pop("precision", None)
+    for how in ("overwrite", "resume"):  # how a run was started, not what it trains
+        saved.pop(how, None)
+        current.pop(how, None)
     return saved == current
 
 
@@ -169,6 +172,8 @@ def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path
         plan = f"{config.steps} steps (~{config.steps * per_step:.3g} FLOPs estimated)"
     say(f"{head}: {plan} -> {run_dir}")
     t0 = time.perf_counter()
+    # a run of another config (or a killed one) in run_dir is replaced: compare decided to train
+    config.overwrite = True
     train(config, config_path.parent)
     gc.collect()
     say(f"{head}: done in {time.perf_counter() - t0:.0f}s; {last_eval_line(run_dir)}")

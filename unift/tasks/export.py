@@ -111,6 +111,9 @@ def main(argv: list[str]) -> int:
         return 0
     if args.task is None:
         parser.error("give a TASK (or --list)")
+    if args.n < 1:
+        print(f"unift data: error: --n must be at least 1, not {args.n}", file=sys.stderr)
+        return 2
     try:
         rows = records(
             args.task,

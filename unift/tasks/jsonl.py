@@ -33,11 +33,13 @@ from .registry import register
 
 @lru_cache(maxsize=4)
 def _load(path: str) -> tuple[dict, ...]:
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for i, row in enumerate(rows):
-        if "prompt" not in row or "answer" not in row:
-            raise ValueError(f"{path}:{i + 1}: each record needs 'prompt' and 'answer'")
+    from unift.data.records import read_jsonl
+
+    rows = []
+    for where, row in read_jsonl(path):  # bad UTF-8 or JSON: an error naming file:line
+        if not isinstance(row, dict) or "prompt" not in row or "answer" not in row:
+            raise ValueError(f"{where}: each record needs 'prompt' and 'answer'")
+        rows.append(row)
     return tuple(rows)
 
 
