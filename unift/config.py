@@ -61,7 +61,33 @@ class SourceConfig:
     """kind=task: sampling, hint schedule, verification iterations (`unift.rollout.task_source`)."""
     preset: str | None = None
     """kind=task: an algorithm preset (sft, rft, r3, stage, uft, rft-cosine) that fills in
-    `rollout.hint`, `rollout.policy_gradient` and the objective's coefficients."""
+    `rollout.hint`, `rollout.policy_gradient` and the objective's coefficients: every field the
+    source leaves at its default and every param it does not set (`unift.rollout.presets`). The
+    same from YAML and from Python (`SourceConfig(preset="uft")`)."""
+
+    def __post_init__(self):
+        if isinstance(self.rollout, dict):  # built from Python with a plain mapping
+            self.rollout = _convert(self.rollout, RolloutSpec, "rollout")
+        if self.preset is None:
+            return
+        from unift.rollout.presets import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {self.preset!r}; known: {', '.join(sorted(PRESETS))} "
+                              "(sft-rft: `unift compare`)")
+        preset = PRESETS[self.preset]
+        self.params = {**preset.get("params", {}), **self.params}
+        _fill_defaults(self.rollout, preset.get("rollout", {}))
+
+
+def _fill_defaults(spec, values: dict) -> None:
+    """Set each of `values` on the dataclass `spec` where `spec` still holds the field's default."""
+    defaults = type(spec)()
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _fill_defaults(getattr(spec, key), value)
+        elif getattr(spec, key) == getattr(defaults, key):
+            setattr(spec, key, value)
 
 
 @dataclass
@@ -225,7 +251,14 @@ def validate(config: RunConfig) -> None:
     _finite("optim.grad_clip", opt.grad_clip, 0)
     _at_least("optim.warmup_steps", opt.warmup_steps, 0)
     _at_least("optim.grad_accum", opt.grad_accum, 1)
+    from unift.train import losses
+
     for i, sc in enumerate(config.sources):
+        if sc.objective in losses.OBJECTIVES:  # (an unknown name is reported with the known ones later)
+            try:
+                losses.check_params(sc.objective, sc.params, f"sources.{i}.params")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         _finite(f"sources.{i}.weight", sc.weight)
         _at_least(f"sources.{i}.batch_size", sc.batch_size, 1)
         _finite(f"sources.{i}.beta", sc.beta, 0)
@@ -367,10 +400,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: invalid YAML value: {str(err).splitlines()[0]}") from None
         _set_dotted(data, key, parsed)
-    if cls is RunConfig and isinstance(data.get("sources"), list):
-        from unift.rollout.presets import apply_preset
-
-        data["sources"] = [apply_preset(s) if isinstance(s, dict) else s for s in data["sources"]]
     try:
         return _convert(data, cls, "")
     except ConfigError as err:

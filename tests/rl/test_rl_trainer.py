@@ -25,10 +25,9 @@ def task_source(task="vowels", preset="rft", variant=None, **rollout):
 
 def config_with(tmp_path, sources, **kw):
     from unift.config import _convert
-    from unift.rollout.presets import apply_preset
 
     config = tiny_run(tmp_path, [], **kw)
-    config.sources = [_convert(apply_preset(s), SourceConfig, f"sources.{i}") for i, s in enumerate(sources)]
+    config.sources = [_convert(s, SourceConfig, f"sources.{i}") for i, s in enumerate(sources)]
     return config
 
 

@@ -33,3 +33,43 @@ def test_unknown_key_is_named():
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match="steps: expected int"):
         load_config(None, ["steps=many"])
+
+
+def test_a_preset_set_from_python_trains_as_from_yaml(tmp_path):
+    """SourceConfig(preset="uft") in Python is the same source as `preset: uft` in YAML (it used to
+    train as RFT: presets were merged only into YAML dicts)."""
+    from unift.config import SourceConfig
+
+    raw = {"name": "countdown", "kind": "task", "task": "countdown", "objective": "grpo", "preset": "uft",
+           "rollout": {"max_new_tokens": 64, "hint": {"T_hint": 0.5}}, "params": {"c_nll": 1.0}}
+    (tmp_path / "run.yaml").write_text(__import__("yaml").safe_dump({"sources": [raw]}))
+    from_yaml = load_config(tmp_path / "run.yaml").sources[0]
+    from_python = SourceConfig(**raw)
+    assert from_python == from_yaml
+    # the preset filled in what the source left at its defaults; the source's own values won
+    assert from_python.rollout.hint.schedule == "cosine" and from_python.rollout.hint.T_hint == 0.5
+    assert from_python.params == {"c_kl": 0.001, "c_ent": 0.001, "c_nll": 1.0}
+    assert SourceConfig(kind="task", preset="sft").rollout.policy_gradient is False
+    with pytest.raises(ConfigError, match="unknown preset 'uftt'"):
+        SourceConfig(kind="task", preset="uftt")
+
+
+@pytest.mark.parametrize("objective,params,needle", [
+    ("grpo", {"epsilon": 0.2}, "takes no param 'epsilon'; did you mean 'epsilon_low'?"),
+    ("grpo", {"aggregation": "mean"}, "'mean' is not one of token_mean"),
+    ("grpo", {"c_kl": "high"}, "c_kl: expected float"),
+    ("una-pairwise", {"label_smoothing": 0.1}, "takes no param 'label_smoothing'"),
+    ("dpo-hinge", {"label_smoothing": 0.1}, "takes no param 'label_smoothing'"),
+    ("sft", {"reduction": "sum"}, "'sum' is not one of token_mean, sequence_sum"),
+])
+def test_bad_params_fail_before_the_model_loads(tmp_path, objective, params, needle):
+    from unift.config import SourceConfig
+    from unift.train.run import train
+
+    kind = {"grpo": "task", "sft": "demonstration"}.get(objective, "preference")
+    config = load_config(None, ["steps=1", f"output_dir={tmp_path / 'run'}", "model.name=/no/such/model"])
+    config.sources = [SourceConfig(kind=kind, objective=objective, params=params, task="countdown",
+                                   path="examples/data/preferences.jsonl")]
+    with pytest.raises(ConfigError, match=f"sources.0.params.{next(iter(params))}") as err:
+        train(config)  # the model path does not exist: the params are checked first
+    assert needle in str(err.value)

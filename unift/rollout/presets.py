@@ -1,5 +1,6 @@
 """Algorithms as presets of one trainer (docs/methods.md section 1.3): each is a few config lines
-on a task source, merged under what the source's own config says (the config wins).
+on a task source, filling in what the source's own config leaves at its defaults (the config
+wins; `SourceConfig.__post_init__` applies them, from YAML and from Python alike).
 
     sources:
       - {kind: task, task: countdown, objective: grpo, preset: uft}
@@ -44,13 +45,3 @@ def merge(base: dict, top: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def apply_preset(source: dict) -> dict:
-    """A source's raw config with its preset merged underneath."""
-    name = source.get("preset")
-    if name is None:
-        return source
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)} (sft-rft: `unift compare`)")
-    return merge(PRESETS[name], source)

@@ -10,9 +10,11 @@ record; preference sources have 2B rows, the B chosen completions then the B rej
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -91,6 +93,10 @@ class Objective:
     """Whether a diagnostics reference pass also keeps pi_ref's (N, V) log-softmax for the exact
     KL(pi || pi_ref) metric `kl/ref` (RL batches log their objective's k3 estimate instead, at no
     memory cost)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The `params:` it takes, with their defaults (whose types the values must have)."""
+    choices: dict[str, tuple] = field(default_factory=dict)
+    """Params that take one of a few values."""
 
     def wants_ref(self, params: dict) -> bool:
         """Whether a step must run pi_ref's forward pass for this loss with these params."""
@@ -170,21 +176,26 @@ def _grpo(x: SourceTensors, p: dict):
     return loss, stats
 
 
-_C_KL = inspect.signature(O.ufthint_loss).parameters["c_kl"].default
-_C_ENT = inspect.signature(O.ufthint_loss).parameters["c_ent"].default
+
+_GRPO_PARAMS = {name: p.default for name, p in inspect.signature(O.ufthint_loss).parameters.items()
+                if name in ("epsilon_low", "epsilon_high", "c_ent", "c_nll", "c_kl", "kl_estimator", "aggregation")}
+_C_KL, _C_ENT = _GRPO_PARAMS["c_kl"], _GRPO_PARAMS["c_ent"]
+_DPO = {"sft_weight": 0.0}
 
 OBJECTIVES: dict[str, Objective] = {
     # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
     "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo,
-                      needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0, exact_kl=False),
-    "sft": Objective(("demonstration",), False, _sft),
+                      needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0, exact_kl=False, params=_GRPO_PARAMS,
+                      choices={"kl_estimator": tuple(O.KL_ESTIMATORS), "aggregation": O.AGGREGATIONS}),
+    "sft": Objective(("demonstration",), False, _sft, params={"reduction": "token_mean"},
+                     choices={"reduction": ("token_mean", "sequence_sum")}),
     "uft-implicit-mse": Objective(("demonstration",), True,
                                   _per_row(lambda x, p: O.uft_implicit_mse(*_seq(x), x.beta))),
     "uft-implicit-bce": Objective(("demonstration",), True,
                                   _per_row(lambda x, p: O.uft_implicit_bce(*_seq(x), x.beta))),
-    "dpo-sigmoid": Objective(("preference",), True, _dpo("sigmoid")),
-    "dpo-ipo": Objective(("preference",), True, _dpo("ipo")),
-    "dpo-hinge": Objective(("preference",), True, _dpo("hinge")),
+    "dpo-sigmoid": Objective(("preference",), True, _dpo("sigmoid"), params={**_DPO, "label_smoothing": 0.0}),
+    "dpo-ipo": Objective(("preference",), True, _dpo("ipo"), params=_DPO),
+    "dpo-hinge": Objective(("preference",), True, _dpo("hinge"), params=_DPO),
     "una-pairwise": Objective(("preference",), True, _per_row(lambda x, p: O.una_pairwise(*_pairs(x), x.beta))),
     "una-binary-mse": Objective(("binary",), True,
                                 _per_row(lambda x, p: O.una_binary(*_seq(x), x.targets, x.beta, "mse"))),
@@ -194,6 +205,24 @@ OBJECTIVES: dict[str, Objective] = {
 }
 # Names TRL users know.
 OBJECTIVES["dpo"] = OBJECTIVES["dpo-sigmoid"]
+
+
+def check_params(name: str, params: dict, where: str) -> None:
+    """Raise ValueError for a param objective `name` does not take ("did you mean ...?") or a
+    value of the wrong type or outside its choices; `where` names the config key."""
+    objective = OBJECTIVES[name]
+    for key, value in params.items():
+        if key not in objective.params:
+            close = difflib.get_close_matches(key, list(objective.params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(objective.params)) or "none"
+            raise ValueError(f"{where}.{key}: objective {name!r} takes no param {key!r}{hint} (its params: {known})")
+        default = objective.params[key]
+        number = isinstance(default, float) and isinstance(value, int | float) and not isinstance(value, bool)
+        if not number and not isinstance(value, type(default)):
+            raise ValueError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
+        if key in objective.choices and value not in objective.choices[key]:
+            raise ValueError(f"{where}.{key}: {value!r} is not one of {', '.join(objective.choices[key])}")
 
 
 def get(name: str, kind: str) -> Objective:
