@@ -7,6 +7,7 @@ Library functions take plain arguments; only the run entry point (`unift.train.r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -391,6 +392,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
             raise ConfigError(f"{path}: invalid YAML: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
+    return build_config(data, overrides, cls, where=str(path) if path else "config")
+
+
+def build_config(data: dict, overrides: list[str] = (), cls=RunConfig, where: str = "config"):
+    """`cls` from plain data (as YAML would give it) with `key=value` overrides applied."""
+    data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -403,7 +410,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), cls=R
     try:
         return _convert(data, cls, "")
     except ConfigError as err:
-        raise ConfigError(f"{path or 'config'}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def to_dict(config) -> dict:

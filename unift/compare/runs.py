@@ -120,15 +120,13 @@ def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path, *, seed: int
 
 def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: Path, overrides: list[str],
                      model, lengths: TokenLengths, *, seed: int = 0, steps: int = 0):
-    """Write, load (presets and overrides applied), size `steps` from the budget unless fixed
-    (`steps` > 0), write again. -> (RunConfig, estimated FLOPs per step).
-    model: a `unift.train.flops.ModelFlops`. (The YAML round trip applies presets and dotted
-    overrides through `unift.config.load_config`, which takes files.)"""
-    from unift.config import dump_config, load_config
+    """The run's RunConfig (dotted overrides applied; presets by the source config itself), its
+    `steps` sized from the budget unless fixed (`steps` > 0), written to `path` (`unift train
+    path` re-runs it). -> (RunConfig, estimated FLOPs per step); model: a `ModelFlops`."""
+    from unift.config import build_config, dump_config
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(raw_config(s, stage, init, run_dir, seed=seed, steps=steps), sort_keys=False))
-    config = load_config(path, overrides)
+    config = build_config(raw_config(s, stage, init, run_dir, seed=seed, steps=steps), overrides, where=str(path))
     per_step = flops_per_step(config, model, lengths, s.rollout_fill)
     if not steps:
         config.steps = estimate_steps(config.max_flops, per_step)
@@ -137,21 +135,30 @@ def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: 
 
 
 def finished(run_dir: Path, config) -> bool:
-    """A finished run of the same config already lives in run_dir."""
-    from unift.config import to_dict
+    """A finished run of the same config already lives in run_dir. The saved config.yaml is read
+    back as a RunConfig, so a field added to RunConfig since (at its default) changes nothing."""
+    from unift.config import ConfigError, build_config, to_dict
 
     done = run_dir / "config.yaml"
     if not ((run_dir / "model").is_dir() and (run_dir / "metrics.jsonl").exists() and done.exists()):
         return False
-    saved = yaml.safe_load(done.read_text())
-    current = yaml.safe_load(yaml.safe_dump(json.loads(json.dumps(to_dict(config)))))
+    try:
+        saved = _plain(to_dict(build_config(yaml.safe_load(done.read_text()) or {}, where=str(done))))
+    except ConfigError:
+        return False  # a config this version cannot read is not the same run
+    current = _plain(to_dict(config))
+    ignore = ["overwrite", "resume"]  # how a run was started, not what it trains
     if current.get("precision") == "auto":  # config.yaml holds what auto resolved to on that machine
-        saved.pop("precision", None)
-        current.pop("precision", None)
-    for how in ("overwrite", "resume"):  # how a run was started, not what it trains
-        saved.pop(how, None)
-        current.pop(how, None)
+        ignore.append("precision")
+    for key in ignore:
+        saved.pop(key, None)
+        current.pop(key, None)
     return saved == current
+
+
+def _plain(data: dict) -> dict:
+    """Tuples as lists, as YAML stores them."""
+    return yaml.safe_load(yaml.safe_dump(json.loads(json.dumps(data))))
 
 
 def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path: Path, overrides: list[str],
