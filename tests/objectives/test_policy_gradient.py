@@ -168,6 +168,17 @@ def test_ufthint_loss_by_hand():
     assert stats["kl"].item() == pytest.approx(0.15343, abs=1e-5)
 
 
+def test_ufthint_stats_are_this_batchs_token_means_whatever_the_normaliser():
+    """A trainer divides the loss by the whole step's token count (here 8 of which this batch
+    holds 2): the loss scales by 2/8, the logged means do not (they are averaged over micro-batches)."""
+    loss, stats = ufthint_loss(TOK, None, REF, torch.tensor([2.0]), COMP, HINT, ENT, **COEF)
+    part, part_stats = ufthint_loss(TOK, None, REF, torch.tensor([2.0]), COMP, HINT, ENT, normalizer=8.0,
+                                    hint_normalizer=8.0, **COEF)
+    assert part.item() == pytest.approx(loss.item() * 2 / 8)
+    for key in ("loss/policy", "entropy", "kl", "nll/hint"):
+        assert part_stats[key].item() == pytest.approx(stats[key].item()), key
+
+
 def test_ufthint_gradient_by_token_and_hint_isolation():
     tok = TOK.clone().requires_grad_(True)
     loss, _ = ufthint_loss(tok, None, REF, torch.tensor([2.0]), COMP, HINT, ENT, **COEF)

@@ -76,8 +76,10 @@ def ppo_clip_loss(
 
     token_logps, old_token_logps: (N, T); old is detached here. advantages: (N,) per rollout
     (or (N, T) per token), detached here. mask: (N, T) completion tokens.
-    Stats: "clip_fraction" (fraction of masked tokens where the clipped branch is the one taken,
-    i.e. no gradient flows), "ratio_mean" (token mean of rho).
+    Stats (token means over this batch, whatever `aggregation` and `normalizer`, so they read the
+    same with any accumulation): "loss/policy" (the per-token loss), "clip_fraction" (fraction of
+    masked tokens where the clipped branch is the one taken, i.e. no gradient flows),
+    "ratio_mean" (token mean of rho).
     """
     active = mask != 0
     log_ratio = torch.where(active, token_logps - old_token_logps.detach(), 0.0)  # (N, T)
@@ -86,12 +88,14 @@ def ppo_clip_loss(
     adv = adv.unsqueeze(-1) if adv.dim() == 1 else adv  # (N, 1) or (N, T)
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - epsilon_low, 1.0 + epsilon_high) * adv
-    loss = aggregate(-torch.min(unclipped, clipped), mask, aggregation, normalizer)
+    per_token = -torch.min(unclipped, clipped)
+    loss = aggregate(per_token, mask, aggregation, normalizer)
     with torch.no_grad():
         clipped_low = (ratio < 1.0 - epsilon_low) & (adv < 0)
         clipped_high = (ratio > 1.0 + epsilon_high) & (adv > 0)
         took_clip = clipped_low | clipped_high
         stats = {
+            "loss/policy": aggregate(per_token, mask, "token_mean"),
             "clip_fraction": aggregate(took_clip.to(ratio.dtype), mask, "token_mean"),
             "ratio_mean": aggregate(ratio, mask, "token_mean"),
         }
@@ -108,10 +112,10 @@ def entropy_bonus(
 
     token_entropy: (N, T) entropy of pi(. | s_t) at each position, computed by the caller from
     the logits (this package sees log-probs of sampled tokens only). Add c_ent * loss to the
-    total to get "- c_ent * entropy". Stats: "entropy" (the aggregated entropy).
+    total to get "- c_ent * entropy". Stats: "entropy" (its token mean over this batch).
     """
     entropy = aggregate(token_entropy, mask, aggregation, normalizer)
-    return -entropy, {"entropy": entropy.detach()}
+    return -entropy, {"entropy": aggregate(token_entropy.detach(), mask, "token_mean")}
 
 
 def ufthint_loss(
@@ -152,8 +156,9 @@ def ufthint_loss(
     old_token_logps None means on-policy (the current log-probs, detached).
 
     token_logps, old_token_logps, ref_token_logps, token_entropy: (N, T) over the whole
-    sequence; advantages: (N,). Stats: "loss/policy", "clip_fraction", "ratio_mean", and when
-    their term is on: "kl", "entropy", "nll/hint", "hint/tokens".
+    sequence; advantages: (N,). Stats, token means over this batch whatever the aggregation (so a
+    trainer can average them over micro-batches): "loss/policy", "clip_fraction", "ratio_mean",
+    and when their term is on: "kl", "entropy", "nll/hint", "hint/tokens".
     """
     if c_kl != 0 and ref_token_logps is None:
         raise ValueError("c_kl != 0 needs ref_token_logps (or pass c_kl=0)")
@@ -175,7 +180,6 @@ def ufthint_loss(
         aggregation=aggregation,
         normalizer=normalizer,
     )
-    stats["loss/policy"] = loss.detach()
     if c_ent != 0:
         ent_loss, ent_stats = entropy_bonus(token_entropy, completion_mask, aggregation, normalizer)
         loss = loss + c_ent * ent_loss
@@ -188,7 +192,7 @@ def ufthint_loss(
         )
         kl = aggregate(kl_tokens, completion_mask, aggregation, normalizer)
         loss = loss + c_kl * kl
-        stats["kl"] = kl.detach()
+        stats["kl"] = aggregate(kl_tokens.detach(), completion_mask, "token_mean")
     if hint_mask is not None and c_nll != 0:
         nll, nll_stats = sft_nll(token_logps, hint_mask, "token_mean", hint_normalizer)
         loss = loss + c_nll * nll
