@@ -12,6 +12,14 @@ from unift.objectives.aggregate import AGGREGATIONS, aggregate, average_logps, s
 from unift.objectives.dpo import DPO_LOSS_TYPES, dpo_loss, dpo_with_sft
 from unift.objectives.implicit import implicit_reward, pair_stats, reward_stats
 from unift.objectives.kl import KL_ESTIMATORS, kl_k1, kl_k2, kl_k3
+from unift.objectives.mixed import (
+    EXPERT_LOSSES,
+    cosine_decay,
+    off_policy_pg,
+    phi_sft,
+    prefix_advantages,
+    top_entropy_mask,
+)
 from unift.objectives.policy_gradient import (
     ADVANTAGE_SCALES,
     entropy_bonus,
@@ -31,8 +39,14 @@ __all__ = [
     "ADVANTAGE_SCALES",
     "AGGREGATIONS",
     "DPO_LOSS_TYPES",
+    "EXPERT_LOSSES",
     "KL_ESTIMATORS",
     "aggregate",
+    "cosine_decay",
+    "off_policy_pg",
+    "phi_sft",
+    "prefix_advantages",
+    "top_entropy_mask",
     "average_logps",
     "dpo_loss",
     "dpo_with_sft",

@@ -13,6 +13,22 @@ wins; `SourceConfig.__post_init__` applies them, from YAML and from Python alike
               reference code's stage baseline keeps it).
 - sft:        the whole reference solution, NLL only, no rollouts.
 - sft-rft is two runs (SFT, then RFT from its output, splitting the budget): `unift compare`.
+
+Methods that mix demonstrations into RL in one stage (docs/methods.md section 8), each with the
+settings of its official scripts where unift has them (no KL where they run none):
+- luffy:      one expert trace per group (G - 1 own rollouts), its tokens trained by the shaped
+              policy gradient -A pi / (pi + 0.1); no std division, Dr. GRPO's constant normaliser.
+- chord:      CHORD-mu: 20% of the rows are expert traces trained by NLL with weight mu, decaying
+              from 0.9 to 0.05 over the first half of the run; (1 - mu) GRPO on the rollouts.
+- chord-phi:  CHORD-phi: the same rows, NLL weighted per token by phi = p (1 - p), mu fixed at 0.1.
+- hpt:        a prompt none of whose G rollouts is correct trains by NLL on its solution instead
+              of RL (HPT's switch, gate 0), otherwise LUFFY's RL settings.
+- superrl:    the same switch with GRPO's defaults (token mean, std division, the rft preset's KL).
+- relift:     prompts with no correct rollout fill a buffer; every 8 of them make one SFT step.
+- prefix-rft: one rollout per group continues a cosine-decayed prefix of the solution; prefix
+              tokens trained off-policy (-A pi) on their top 20% highest-entropy tokens.
+- questa:     hard problems (no correct rollout) are sampled again with 50%, then 25%, of the
+              solution in the question.
 """
 
 from __future__ import annotations
@@ -22,6 +38,10 @@ import copy
 # The policy-gradient side shared by every RL preset: PPO-clip, DAPO token mean, k3 KL and an
 # entropy bonus with the reference code's 0.001 coefficients.
 _RL = {"c_kl": 0.001, "c_ent": 0.001}
+# LUFFY's and HPT's scripts (the verl fork both share): no KL, entropy 0.001, no std division in
+# the advantage, the policy-gradient sum divided by a constant length (loss_remove_token_mean).
+_NO_KL = {"c_kl": 0.0, "c_ent": 0.001, "c_nll": 0.0}
+_LUFFY_RL = {"params": {**_NO_KL, "aggregation": "constant"}, "rollout": {"scale_rewards": "none"}}
 
 PRESETS: dict[str, dict] = {
     "rft": {"rollout": {"hint": {"schedule": "none"}}, "params": {**_RL, "c_nll": 0.0}},
@@ -32,6 +52,41 @@ PRESETS: dict[str, dict] = {
     "sft": {
         "rollout": {"hint": {"schedule": "full"}, "policy_gradient": False},
         "params": {"c_nll": 1.0, "c_kl": 0.0, "c_ent": 0.0},
+    },
+    # -- demonstrations mixed into RL (docs/methods.md section 8) --
+    "luffy": {
+        "rollout": {**_LUFFY_RL["rollout"], "expert": {"per_group": 1}},
+        "params": {**_LUFFY_RL["params"], "expert_loss": "shaped", "expert_gamma": 0.1},
+    },
+    "chord": {
+        "rollout": {"expert": {"share": 0.2}},
+        "params": {"c_kl": 0.0, "c_ent": 0.0, "c_nll": 0.0, "expert_loss": "sft", "mu_start": 0.9,
+                   "mu_end": 0.05, "mu_decay": 0.5},
+    },
+    "chord-phi": {
+        "rollout": {"expert": {"share": 0.2}},
+        "params": {"c_kl": 0.0, "c_ent": 0.0, "c_nll": 0.0, "expert_loss": "sft_phi", "mu_start": 0.1,
+                   "mu_end": 0.1},
+    },
+    "hpt": {
+        "rollout": {**_LUFFY_RL["rollout"], "gate": {"mode": "switch", "max_correct": 0}},
+        "params": {**_LUFFY_RL["params"], "c_nll": 1.0},
+    },
+    "superrl": {
+        "rollout": {"gate": {"mode": "switch", "max_correct": 0}},
+        "params": {**_RL, "c_nll": 1.0},
+    },
+    "relift": {
+        "rollout": {**_LUFFY_RL["rollout"], "gate": {"mode": "buffer", "max_correct": 0, "buffer_size": 8}},
+        "params": {**_LUFFY_RL["params"], "c_nll": 1.0},
+    },
+    "prefix-rft": {
+        "rollout": {"prefix": {"rows": 1, "ratio_start": 0.8, "ratio_end": 0.0, "T": 1.0}},
+        "params": {**_NO_KL, "expert_loss": "is", "expert_top_entropy": 0.2},
+    },
+    "questa": {
+        "rollout": {"question_hint": {"p": [0.5, 0.25], "hard_max_correct": 0}},
+        "params": {**_RL, "c_nll": 0.0},
     },
 }
 

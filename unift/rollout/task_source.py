@@ -20,6 +20,17 @@ once, its advantages computed over the whole of it, and it is served batch_size 
 time to m successive micro-batch draws (one optimiser step each without gradient accumulation),
 `ppo_epochs` times over. pi_old, the policy that generated the rollouts, scores the later
 mini-batches before the first update (`old_logps`); the first is on-policy.
+
+Demonstrations in the same stage (`unift.rollout.demos`, docs/methods.md section 8), each off
+unless configured, applied in this order after the policy's own rollouts are scored:
+    question_hint  QuestA: hard problems (few correct) are sampled again with part of the
+                   solution in the question
+    prefix         Prefix-RFT: some rollouts of each group continue a prefix of the solution
+    expert         LUFFY / CHORD: the solution itself as a completion row, in or beside the group
+    gate           HPT / SuperRL: a prompt with few correct rollouts trains by NLL on its solution
+                   instead; ReLIFT: such prompts fill a buffer that becomes an SFT step
+Expert tokens (expert completions, prefixes) are marked `expert_mask`; the objective's
+`expert_loss` decides how they train.
 """
 
 from __future__ import annotations
@@ -32,6 +43,18 @@ import torch
 
 from unift.data.tokenize import Batch, render_prompt
 from unift.objectives import group_advantages
+from unift.objectives.mixed import prefix_advantages
+from unift.rollout.demos import (
+    GATE_MODES,
+    ExpertSpec,
+    GateSpec,
+    PrefixSpec,
+    QuestionHintSpec,
+    prefix_length,
+    prefix_ratio,
+    question_hint_p,
+    question_with_hint,
+)
 from unift.rollout.hints import HintSpec, cut_points, hint_p, make_hint, sample_hint_length
 
 
@@ -69,6 +92,18 @@ class RolloutSpec:
     """Training problems generated for the stream (split "train", the run's seed)."""
     backend: str = "hf"
     """Rollout engine: hf (CPU, default) | vllm (GPU machines)."""
+    expert: ExpertSpec = field(default_factory=ExpertSpec)
+    """Reference solutions as completion rows (LUFFY: one per group; CHORD: a share of the batch)."""
+    prefix: PrefixSpec = field(default_factory=PrefixSpec)
+    """Prefix rollouts: a cosine-decayed prefix of the reference solution, then the policy (Prefix-RFT)."""
+    gate: GateSpec = field(default_factory=GateSpec)
+    """Per-prompt RL or SFT by the group's correct count (HPT, SuperRL: switch; ReLIFT: buffer)."""
+    question_hint: QuestionHintSpec = field(default_factory=QuestionHintSpec)
+    """Part of the solution in the question of hard problems (QuestA)."""
+
+    def own_rollouts(self) -> int:
+        """Rollouts sampled per prompt from the prompt alone: G minus expert and prefix rows."""
+        return self.num_generations - self.expert.per_group - self.prefix.rows
 
 
 @dataclass
@@ -80,6 +115,14 @@ class Row:
     correct: bool
     group: int  # index of the prompt in the batch
     attempt: int = 1
+    kind: str = "rollout"
+    """rollout (sampled after prompt + hint) | question_hint (sampled after a question with part of
+    the solution in it, QuestA) | prefix (hint_ids are an expert prefix, Prefix-RFT) | expert (the
+    completion is the reference solution, LUFFY / CHORD) | sft (gated: the whole solution as
+    hint, NLL only)."""
+    baseline: bool = True
+    """Counts in its group's reward mean and std (prefix rollouts and CHORD's extra expert rows
+    do not)."""
 
 
 @dataclass
@@ -103,6 +146,13 @@ class RolloutBatch:
     """(R,) bool: the whole solution + EOS as hint, nothing generated."""
     max_new_tokens: int
     """Longest completion (Dr. GRPO's constant normaliser)."""
+    expert_mask: torch.Tensor | None = None
+    """Expert tokens (a reference solution placed where the policy's tokens would be: LUFFY's and
+    CHORD's expert rows, Prefix-RFT's prefixes): the objective's `expert_loss` only."""
+    step: int = 0
+    """The optimiser step the rollouts were sampled for (schedules in the loss: CHORD's mu)."""
+    total_steps: int = 1
+    """The run's steps."""
     old_logps: torch.Tensor | None = None
     """pi_old, the policy that generated the rows: scored before the first update (later
     mini-batches) or at the first use (the first, on-policy one)."""
@@ -125,15 +175,19 @@ class TaskRollout:
         self.flops, self.score = flops, score
         self.rng = random.Random(seed)
         self.queue: list[tuple[RolloutBatch, int]] = []  # (mini-batch, epoch) still to serve
+        self.buffer: list[dict] = []  # ReLIFT: problems whose rollouts all failed, for an SFT step
         if spec is not None and task is not None:
             stops = task.stop_strings if spec.stop_strings is None else spec.stop_strings
             self.stop_strings = list(stops)
+        if spec is not None:
+            check_spec(spec)
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.getstate()}
+        return {"rng": self.rng.getstate(), "buffer": list(self.buffer)}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.setstate(state["rng"])
+        self.buffer = list(state.get("buffer", []))
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -145,16 +199,28 @@ class TaskRollout:
     def next(self, problems: list[dict], step: int, total_steps: int, policy) -> RolloutBatch:
         """The next mini-batch, rolling out a new batch from `problems` when the last is used up."""
         if not self.queue:
-            mbs = self._rollout_batch(problems, step, total_steps, policy)
+            mbs, extra = self._rollout_batch(problems, step, total_steps, policy)
             self.queue = [(mb, epoch) for epoch in range(1, self.spec.ppo_epochs + 1) for mb in mbs]
+            self.queue += [(mb, 1) for mb in extra]  # ReLIFT's SFT step, once, after the RL updates
         mb, epoch = self.queue.pop(0)
         if epoch == 1:
             return mb
         stats = {**mb.stats, "rollout_tokens": 0, "flops/rollout": 0.0, "ppo_epoch": epoch}
         return dataclasses.replace(mb, stats=stats, samples=[])  # shares pi_old and pi_ref log-probs
 
+    def _generate(self, prompts: list[list[int]], n: int, counts: dict):
+        """n samples per prompt; the compute goes into `counts`."""
+        spec = self.spec
+        out = self.engine.generate(prompts, n, spec.max_new_tokens, spec.temperature, spec.top_p,
+                                   self.stop_strings, seed=self.rng.getrandbits(62))
+        counts["generated"] += out.num_generated_tokens
+        counts["seconds"] += out.seconds
+        counts["prefill_tokens"] += sum(len(p) for p in prompts)
+        counts["prefill_rows"] += len(prompts)
+        return out
 
-    def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy) -> list[RolloutBatch]:
+    def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy):
+        """Problems -> (mini-batches, extra SFT mini-batches served once after them)."""
         spec, task = self.spec, self.task
         hints = []
         for problem in problems:
@@ -171,23 +237,20 @@ class TaskRollout:
                     for prob, (h, _, _), f in zip(problems, hints, full, strict=True)]
         counts = dict(generated=0, seconds=0.0, prefill_tokens=0, prefill_rows=0)
         rows: list[Row] = []
+        extra: list[RolloutBatch] = []
         if not spec.policy_gradient:  # SFT preset: the whole solution, NLL only
             rows = [Row(p, h, [], 0.0, True, i) for i, (p, h) in enumerate(zip(prompt_ids, hint_ids, strict=True))]
+            sampled, gated = rows, set()
         else:
+            n_own = spec.own_rollouts()
             todo = [i for i in range(len(problems)) if not full[i]]
             if todo:
                 self.engine.sync(policy)
-            out = self.engine.generate([prompt_ids[i] + hint_ids[i] for i in todo], spec.num_generations,
-                                       spec.max_new_tokens, spec.temperature, spec.top_p, self.stop_strings,
-                                       seed=self.rng.getrandbits(62)) if todo else None
-            if out is not None:
-                counts.update(generated=out.num_generated_tokens, seconds=out.seconds,
-                              prefill_tokens=sum(len(prompt_ids[i]) + len(hint_ids[i]) for i in todo),
-                              prefill_rows=len(todo))
+            out = self._generate([prompt_ids[i] + hint_ids[i] for i in todo], n_own, counts) if todo else None
             done = {i: [] for i in range(len(problems)) if full[i]}
             attempts = []
             for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True) if out else ()):
-                i = todo[j // spec.num_generations]
+                i = todo[j // n_own]
                 done.setdefault(i, []).append((ids, text))
             for i in range(len(problems)):
                 gens = done[i] or [([], "")] * spec.num_generations  # full hint: G identical rows
@@ -199,7 +262,13 @@ class TaskRollout:
                         attempts.append((i, prompts[i], answer, score))
             extra_rows = self._retries(problems, attempts, counts)
             rows += extra_rows
-        return self._mini_batches(rows, hints, problems, step, total_steps, counts)
+            # demonstrations in the same stage (module docstring), each a no-op unless configured
+            rows = self._question_hints(rows, problems, prompts, todo, step, total_steps, counts)
+            rows += self._prefix_rows(problems, prompt_ids, todo, step, total_steps, counts)
+            rows += self._expert_rows(problems, prompt_ids, todo, rows)
+            sampled = rows  # the policy's own results, before the gate drops any (reward metrics)
+            rows, extra, gated = self._gate(rows, problems, prompt_ids, step, total_steps)
+        return self._mini_batches(rows, hints, problems, step, total_steps, counts, sampled, gated), extra
 
     def full_target(self, problem: dict) -> str:
         """The whole reference solution: the SFT preset's target and the full hint (before EOS)."""
@@ -216,12 +285,7 @@ class TaskRollout:
                 break
             convs = [retry_messages(self.task, problems[i], m, c, s) for i, m, c, s in failed]
             ids = [self._ids(render_prompt(self.tokenizer, c)) for c in convs]
-            out = self.engine.generate(ids, 1, self.spec.max_new_tokens, self.spec.temperature, self.spec.top_p,
-                                       self.stop_strings, seed=self.rng.getrandbits(62))
-            counts["generated"] += out.num_generated_tokens
-            counts["seconds"] += out.seconds
-            counts["prefill_tokens"] += sum(len(p) for p in ids)
-            counts["prefill_rows"] += len(ids)
+            out = self._generate(ids, 1, counts)
             attempts = []
             for (i, _, _, _), conv, p, c, text in zip(failed, convs, ids, out.completion_ids, out.texts, strict=True):
                 score = self.task.score(problems[i], text)
@@ -229,11 +293,113 @@ class TaskRollout:
                 attempts.append((i, conv, text, score))
         return rows
 
-    def _mini_batches(self, rows: list[Row], hints, problems, step, total_steps, counts) -> list[RolloutBatch]:
+    def _question_hints(self, rows, problems, prompts, todo, step, total_steps, counts) -> list[Row]:
+        """QuestA: the groups of hard problems (at most `hard_max_correct` correct) are sampled
+        again with part of the solution in the question; those rollouts replace the group's."""
+        qh = self.spec.question_hint
+        p = question_hint_p(qh, step, total_steps)
+        if p <= 0:
+            return rows
+        correct = {i: sum(r.correct for r in rows if r.group == i and r.attempt == 1) for i in todo}
+        hard = [i for i in todo if qh.hard_max_correct < 0 or correct[i] <= qh.hard_max_correct]
+        hinted = {i: question_with_hint(prompts[i], self.full_target(problems[i]), p) for i in hard}
+        asked = [(i, self._ids(render_prompt(self.tokenizer, hinted[i]))) for i in hard
+                 if hinted[i] != prompts[i]]  # a shown part under 10 characters adds no hint
+        if not asked:
+            return rows
+        n = self.spec.own_rollouts()
+        out = self._generate([ids for _, ids in asked], n, counts)
+        replaced = {i for i, _ in asked}
+        rows = [r for r in rows if r.group not in replaced]
+        for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
+            i, prompt = asked[j // n]
+            score = self.task.score(problems[i], text)
+            rows.append(Row(prompt, [], ids, score.reward, score.correct, i, kind="question_hint"))
+        return rows
+
+    def _prefix_rows(self, problems, prompt_ids, todo, step, total_steps, counts) -> list[Row]:
+        """Prefix-RFT: `prefix.rows` rollouts per prompt continue a prefix of the reference
+        solution's tokens; they take their advantage against the unprefixed rows of the group."""
+        spec = self.spec.prefix
+        if spec.rows == 0 or not todo:
+            return []
+        ratio = prefix_ratio(spec, step, total_steps)
+        prefixes = []
+        for i in todo:
+            target = self._ids(self.full_target(problems[i]))
+            prefixes.append(target[: prefix_length(ratio, len(target))])
+        out = self._generate([prompt_ids[i] + pre for i, pre in zip(todo, prefixes, strict=True)], spec.rows, counts)
+        rows = []
+        for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
+            i, pre = todo[j // spec.rows], prefixes[j // spec.rows]
+            score = self.task.score(problems[i], self.tokenizer.decode(pre) + text)
+            rows.append(Row(prompt_ids[i], pre, ids, score.reward, score.correct, i,
+                            kind="prefix" if pre else "rollout", baseline=not pre))
+        return rows
+
+    def _expert_rows(self, problems, prompt_ids, todo, rows) -> list[Row]:
+        """LUFFY: `expert.per_group` rows of each group are the reference solution + EOS (scored,
+        in the group's statistics). CHORD: round(share / (1 - share) x own rows) more such rows,
+        one per prompt in turn, outside the groups."""
+        spec = self.spec.expert
+        if not todo or (spec.per_group == 0 and spec.share == 0):
+            return []
+        eos = [self.tokenizer.eos_token_id]
+
+        def expert(i: int, baseline: bool) -> Row:
+            target = self.full_target(problems[i])
+            score = self.task.score(problems[i], target)
+            return Row(prompt_ids[i], [], self._ids(target) + eos, score.reward, score.correct, i,
+                       kind="expert", baseline=baseline)
+
+        out = [expert(i, True) for i in todo for _ in range(spec.per_group)]
+        n_extra = round(spec.share / (1 - spec.share) * len(rows))
+        out += [expert(todo[j % len(todo)], False) for j in range(n_extra)]
+        return out
+
+    def _gate(self, rows, problems, prompt_ids, step, total_steps) -> tuple[list[Row], list[RolloutBatch], set]:
+        """HPT / SuperRL (switch): a prompt with at most `gate.max_correct` correct rollouts trains
+        by NLL on its reference solution instead (its rows replaced by one `sft` row). ReLIFT
+        (buffer): such prompts join the buffer; a full buffer becomes one SFT mini-batch."""
+        gate = self.spec.gate
+        if gate.mode == "none":
+            return rows, [], set()
+        groups = sorted({r.group for r in rows})
+        correct = {i: sum(r.correct for r in rows if r.group == i and r.kind != "expert") for i in groups}
+        failed = [i for i in groups if correct[i] <= gate.max_correct]
+        extra = []
+        if gate.mode == "switch":
+            rows = [r for r in rows if r.group not in failed] + [self._sft_row(problems[i], prompt_ids[i], i)
+                                                                  for i in failed]
+        else:  # buffer
+            self.buffer += [problems[i] for i in failed]
+            if len(self.buffer) >= gate.buffer_size:
+                batch, self.buffer = self.buffer[: gate.buffer_size], self.buffer[gate.buffer_size:]
+                sft = [self._sft_row(p, self._ids(render_prompt(self.tokenizer, self.task.prompt(p))), i)
+                       for i, p in enumerate(batch)]
+                mb = self.collate(sft, torch.zeros(len(sft)), [0] * len(sft), step, total_steps)
+                mb.stats = {"gate/sft_step": 1, "gate/buffer_size": len(self.buffer), "rollout_tokens": 0,
+                            "rollout_tokens_per_s": 0.0, "flops/rollout": 0.0, "ppo_epoch": 1,
+                            "hint_p": hint_p(self.spec.hint, step, total_steps)}
+                extra.append(mb)
+        return rows, extra, set(failed)
+
+    def _sft_row(self, problem: dict, prompt_ids: list[int], group: int) -> Row:
+        """The whole reference solution + EOS as hint: the SFT preset's row, NLL only."""
+        hint = self._ids(self.full_target(problem)) + [self.tokenizer.eos_token_id]
+        return Row(prompt_ids, hint, [], 0.0, True, group, kind="sft")
+
+    def _mini_batches(self, rows: list[Row], hints, problems, step, total_steps, counts, sampled: list[Row],
+                      gated: set) -> list[RolloutBatch]:
         """Advantages over the whole rollout batch, then `mini_batches` slices by prompt, pi_old
-        log-probs for all but the first (scored now, before any update)."""
-        advantages = group_advantages(torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows]),
-                                      self.spec.scale_rewards)
+        log-probs for all but the first (scored now, before any update). `sampled`: the rows the
+        policy sampled (before the gate), for the reward metrics; `gated`: prompts sent to SFT."""
+        rewards, groups = torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows])
+        if all(r.baseline for r in rows):
+            advantages = group_advantages(rewards, groups, self.spec.scale_rewards)
+        else:  # prefix rollouts and CHORD's extra expert rows stay out of the group statistics
+            advantages = prefix_advantages(rewards, groups, torch.tensor([r.baseline for r in rows]),
+                                           self.spec.scale_rewards)
         m = max(1, min(self.spec.mini_batches, len(hints)))
         bounds = [round(i * len(hints) / m) for i in range(m + 1)]
         rollout_flops = 0.0
@@ -244,8 +410,10 @@ class TaskRollout:
         for s in range(m):
             sel = [j for j, r in enumerate(rows) if bounds[s] <= r.group < bounds[s + 1]]
             part = [rows[j] for j in sel]
-            rb = self.collate(part, advantages[sel], [hints[r.group][1] for r in part])
-            rb.stats = self._stats(part, hints, range(bounds[s], bounds[s + 1]), step, total_steps)
+            rb = self.collate(part, advantages[sel], [hints[r.group][1] for r in part], step, total_steps)
+            prompts = range(bounds[s], bounds[s + 1])
+            rb.stats = self._stats(part, [r for r in sampled if r.group in prompts], hints, prompts, step,
+                                   total_steps, gated)
             rb.samples = self._samples(part, problems, hints)
             stats = rb.stats
             if s == 0:
@@ -264,7 +432,8 @@ class TaskRollout:
             mb.stats["flops/rollout"] = 0.0
         return out
 
-    def collate(self, rows: list[Row], advantages: torch.Tensor, hint_k: list[int]) -> RolloutBatch:
+    def collate(self, rows: list[Row], advantages: torch.Tensor, hint_k: list[int], step: int = 0,
+                total_steps: int = 1) -> RolloutBatch:
         """Rows -> a right-padded RolloutBatch (stats and samples are filled by the caller)."""
         pad = self.tokenizer.pad_token_id
         length = max(len(r.prompt_ids) + len(r.hint_ids) + len(r.completion_ids) for r in rows)
@@ -273,28 +442,34 @@ class TaskRollout:
         attn = torch.zeros((n, length), dtype=torch.long)
         hint = torch.zeros((n, length), dtype=torch.bool)
         comp = torch.zeros((n, length), dtype=torch.bool)
+        expert = torch.zeros((n, length), dtype=torch.bool)
         for j, r in enumerate(rows):
             p, h, c = len(r.prompt_ids), len(r.hint_ids), len(r.completion_ids)
             ids[j, : p + h + c] = torch.tensor(r.prompt_ids + r.hint_ids + r.completion_ids)
             attn[j, : p + h + c] = 1
-            hint[j, p : p + h] = True
-            comp[j, p + h : p + h + c] = True
+            # a prefix row's hint and an expert row's completion are expert tokens
+            (expert if r.kind == "prefix" else hint)[j, p : p + h] = True
+            (expert if r.kind == "expert" else comp)[j, p + h : p + h + c] = True
         eos = self.tokenizer.eos_token_id
         full = [bool(r.hint_ids) and r.hint_ids[-1] == eos and not r.completion_ids for r in rows]
         # masks in the log-prob (target) space: position t predicts token t + 1
-        return RolloutBatch(Batch(ids, attn, hint | comp), advantages, torch.tensor([r.reward for r in rows]),
-                            comp[:, 1:], hint[:, 1:], torch.tensor(hint_k), torch.tensor(full),
-                            self.spec.max_new_tokens)
+        return RolloutBatch(Batch(ids, attn, hint | comp | expert), advantages,
+                            torch.tensor([r.reward for r in rows]), comp[:, 1:], hint[:, 1:], torch.tensor(hint_k),
+                            torch.tensor(full), self.spec.max_new_tokens, expert[:, 1:], step, total_steps)
 
-    def _stats(self, rows: list[Row], all_hints, prompts: range, step: int, total_steps: int) -> dict:
-        """Metrics of the rows of `prompts` (indices into the rollout batch)."""
+    def _stats(self, rows: list[Row], sampled: list[Row], all_hints, prompts: range, step: int, total_steps: int,
+               gated: set) -> dict:
+        """Metrics of the rows of `prompts` (indices into the rollout batch); rewards from the
+        policy's own rollouts among `sampled`."""
         hints = [all_hints[i] for i in prompts]
-        first = [r for r in rows if r.attempt == 1]
+        first = [r for r in sampled if r.attempt == 1 and r.kind in ("rollout", "question_hint", "prefix")]
+        first = first or [r for r in sampled if r.attempt == 1]
         stats = {
             "hint_fraction": sum(k > 0 for _, k, _ in hints) / len(hints),
             "hint_tokens_mean": sum(len(r.hint_ids) for r in first) / len(first),
             "hint_p": hint_p(self.spec.hint, step, total_steps),
-            "completion_tokens_mean": sum(len(r.completion_ids) for r in rows) / len(rows),
+            "completion_tokens_mean": sum(len(r.completion_ids) for r in rows if r.kind != "expert")
+            / max(1, sum(r.kind != "expert" for r in rows)),
             "ppo_epoch": 1,
         }
         if self.spec.policy_gradient:  # the SFT preset samples nothing, so it has no reward
@@ -302,11 +477,36 @@ class TaskRollout:
             stats["correct_rate"] = sum(r.correct for r in first) / len(first)
             for k in sorted({k for _, k, _ in hints}):  # by hint length (first attempts)
                 ks = [r for r in first if all_hints[r.group][1] == k]
-                stats[f"reward_by_k/{k}"] = sum(r.reward for r in ks) / len(ks)
-                stats[f"correct_by_k/{k}"] = sum(r.correct for r in ks) / len(ks)
+                if ks:
+                    stats[f"reward_by_k/{k}"] = sum(r.reward for r in ks) / len(ks)
+                    stats[f"correct_by_k/{k}"] = sum(r.correct for r in ks) / len(ks)
         if self.spec.viter > 1:
             stats["success_rate"] = len({r.group for r in rows if r.correct}) / len(hints)
             stats["attempts_mean"] = len(rows) / len(first)
+        stats.update(self._demo_stats(rows, prompts, step, total_steps, gated))
+        return stats
+
+    def _demo_stats(self, rows: list[Row], prompts: range, step: int, total_steps: int, gated: set) -> dict:
+        """Metrics of the demonstration methods that are on (docs/methods.md section 8)."""
+        spec, stats = self.spec, {}
+        if spec.expert.per_group or spec.expert.share or spec.prefix.rows:
+            expert = sum(len(r.completion_ids) for r in rows if r.kind == "expert") \
+                + sum(len(r.hint_ids) for r in rows if r.kind == "prefix")
+            own = sum(len(r.completion_ids) for r in rows if r.kind != "expert")
+            stats["expert/token_share"] = expert / max(1, expert + own)
+            stats["expert/row_share"] = sum(r.kind in ("expert", "prefix") for r in rows) / len(rows)
+        if spec.prefix.rows:
+            prefixed = [len(r.hint_ids) for r in rows if r.kind == "prefix"]
+            stats["prefix/ratio"] = prefix_ratio(spec.prefix, step, total_steps)
+            stats["prefix/tokens_mean"] = sum(prefixed) / len(prefixed) if prefixed else 0.0
+        if spec.gate.mode != "none":
+            stats["gate/sft_share"] = len(gated & set(prompts)) / len(prompts)
+            stats["gate/sft_step"] = 0
+        if spec.gate.mode == "buffer":
+            stats["gate/buffer_size"] = len(self.buffer)
+        if spec.question_hint.p:
+            stats["question_hint/p"] = question_hint_p(spec.question_hint, step, total_steps)
+            stats["question_hint/share"] = len({r.group for r in rows if r.kind == "question_hint"}) / len(prompts)
         return stats
 
     def _samples(self, rows: list[Row], problems, hints, n: int = 2) -> list[dict]:
@@ -322,3 +522,18 @@ class TaskRollout:
                         "completion": decode(r.completion_ids), "reward": r.reward, "correct": r.correct,
                         "k": k, "num_pieces": num})
         return out
+
+
+def check_spec(spec: RolloutSpec) -> None:
+    """Refuse rollout settings no run could use (a ValueError naming the field)."""
+    if spec.own_rollouts() < 1:
+        raise ValueError(f"rollout: num_generations {spec.num_generations} leaves no own rollout after "
+                         f"expert.per_group {spec.expert.per_group} and prefix.rows {spec.prefix.rows}")
+    if not 0 <= spec.expert.share < 1:
+        raise ValueError(f"rollout.expert.share: {spec.expert.share} is not in [0, 1)")
+    if spec.gate.mode not in GATE_MODES:
+        raise ValueError(f"rollout.gate.mode: {spec.gate.mode!r} is not one of {', '.join(GATE_MODES)}")
+    if spec.gate.buffer_size < 1:
+        raise ValueError(f"rollout.gate.buffer_size: {spec.gate.buffer_size} must be at least 1")
+    if any(not 0 <= p <= 1 for p in spec.question_hint.p):
+        raise ValueError(f"rollout.question_hint.p: {spec.question_hint.p} must be shares in [0, 1]")

@@ -35,13 +35,18 @@ class StepCounts:
     """Tokens of the token-mean terms: completion tokens (preferences: of the chosen completions)."""
     hint_tokens: float = 0.0
     """Hint tokens (task sources): the hint NLL's token mean."""
+    expert_tokens: float = 0.0
+    """Expert tokens (task sources: demonstration tokens in completion position, `expert_mask`):
+    the mean of the expert loss, and with it the policy-gradient token mean (docs/methods.md 8)."""
 
     @staticmethod
     def local(x: SourceTensors) -> StepCounts:
         """The micro-batch's own counts (a step of one micro-batch on one process)."""
         rows = x.logps.shape[0] // 2 if x.pairs else x.logps.shape[0]
-        hint = 0.0 if x.rollout is None else float(x.rollout.hint_mask.sum())
-        return StepCounts(rows, float(_token_mask(x).sum()), hint)
+        r = x.rollout
+        hint = 0.0 if r is None else float(r.hint_mask.sum())
+        expert = 0.0 if r is None or r.expert_mask is None else float(r.expert_mask.sum())
+        return StepCounts(rows, float(_token_mask(x).sum()), hint, expert)
 
 
 @dataclass
@@ -156,18 +161,27 @@ def _dpo(loss_type: str):
 
 
 def _grpo(x: SourceTensors, p: dict):
-    """GRPO-family policy gradient with UFT-hint's hint NLL (`ufthint_loss`). Params: epsilon_low,
-    epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean = DAPO over the
-    step's completion tokens, sequence_mean = GRPO over its rollouts, constant = Dr. GRPO over
-    rollouts x max_new_tokens)."""
+    """GRPO-family policy gradient with UFT-hint's hint NLL (`ufthint_loss`), and the expert
+    tokens' loss of the methods that mix demonstrations into RL (`expert_loss`, section 8).
+    Params: epsilon_low, epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean =
+    DAPO over the step's completion tokens, sequence_mean = GRPO over its rollouts, constant = Dr.
+    GRPO over rollouts x max_new_tokens); expert_loss and its params (`_EXPERT_PARAMS`)."""
     r, step = x.rollout, x.step
+    p = dict(p)
+    expert = {k: p.pop(k, v) for k, v in _EXPERT_PARAMS.items()}
+    kind = expert["expert_loss"]
     aggregation = p.get("aggregation", "token_mean")
-    normalizer = x.norm({"token_mean": step.tokens, "constant": step.rows * r.max_new_tokens}.get(
+    # expert tokens trained by a policy gradient share its token mean (LUFFY: one mean over all)
+    pg_tokens = step.tokens + (step.expert_tokens if kind in ("shaped", "is") else 0.0)
+    normalizer = x.norm({"token_mean": pg_tokens, "constant": step.rows * r.max_new_tokens}.get(
         aggregation, step.rows))
     loss, stats = O.ufthint_loss(x.logps, r.old_logps, x.ref_logps, r.advantages, r.completion_mask,
                                  r.hint_mask, x.entropy, normalizer=normalizer,
                                  hint_normalizer=step.hint_tokens or None, **p)
     stats["nll_tokens"] = r.hint_mask.sum().float()
+    if kind != "none" and r.expert_mask is not None:
+        loss, expert_stats = _expert_term(x, loss, kind, expert, normalizer)
+        stats.update(expert_stats)
     full = r.full_hint
     if full.any():  # does the model end after the whole solution? p(EOS)
         last = r.hint_mask.float().cumsum(1).argmax(1)  # each row's last hint target position
@@ -176,17 +190,53 @@ def _grpo(x: SourceTensors, p: dict):
     return loss, stats
 
 
+def _expert_term(x: SourceTensors, loss: torch.Tensor, kind: str, p: dict, normalizer: float):
+    """Adds the expert tokens' loss to the GRPO loss (`unift.objectives.mixed`):
+    shaped / is: a policy gradient with behaviour probability 1 in the same token mean, on the
+    top `expert_top_entropy` share of each row's expert tokens (LUFFY, Prefix-RFT);
+    sft / sft_phi: (1 - mu) GRPO + mu SFT, a token mean over the step's expert tokens (CHORD)."""
+    r = x.rollout
+    mask = r.expert_mask
+    if kind in ("shaped", "is"):
+        if p["expert_top_entropy"] < 1:
+            mask = O.top_entropy_mask(x.entropy, mask, p["expert_top_entropy"])
+        term, stats = O.off_policy_pg(x.logps, r.advantages, mask, kind, p["expert_gamma"], normalizer)
+        stats["expert/kept"] = mask.sum() / r.expert_mask.sum().clamp(min=1)
+        return loss + term, stats
+    mu = O.cosine_decay(r.step, p["mu_start"], p["mu_end"], _steps(p["mu_decay"], r.total_steps),
+                        _steps(p["mu_warmup"], r.total_steps))
+    term, stats = O.phi_sft(x.logps, mask, kind == "sft_phi", x.norm(x.step.expert_tokens))
+    stats["mu"] = torch.tensor(mu)
+    return (1 - mu) * loss + mu * term, stats
+
+
+def _steps(value: float, total_steps: int) -> int:
+    """A schedule length param: <= 1 a fraction of the run's steps, > 1 a count (as T_hint)."""
+    return round(value * total_steps) if value <= 1 else int(value)
+
 
 _GRPO_PARAMS = {name: p.default for name, p in inspect.signature(O.ufthint_loss).parameters.items()
                 if name in ("epsilon_low", "epsilon_high", "c_ent", "c_nll", "c_kl", "kl_estimator", "aggregation")}
+_EXPERT_PARAMS = {
+    "expert_loss": "none",  # O.EXPERT_LOSSES: none | shaped (LUFFY) | is (Prefix-RFT) | sft, sft_phi (CHORD)
+    "expert_gamma": 0.1,  # LUFFY's shaping f(p) = p / (p + gamma)
+    "expert_top_entropy": 1.0,  # share of each row's expert tokens, highest entropy first, with gradient
+    "mu_start": 0.0,  # CHORD: weight of the SFT term, from mu_start (after a linear warm-up) ...
+    "mu_end": 0.0,  # ... to mu_end by a half cosine
+    "mu_warmup": 0.0,  # warm-up steps (<= 1: a fraction of the run)
+    "mu_decay": 0.0,  # decay steps (<= 1: a fraction of the run)
+}
+_GRPO_PARAMS.update(_EXPERT_PARAMS)
 _C_KL, _C_ENT = _GRPO_PARAMS["c_kl"], _GRPO_PARAMS["c_ent"]
 _DPO = {"sft_weight": 0.0}
 
 OBJECTIVES: dict[str, Objective] = {
     # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
     "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo,
-                      needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0, exact_kl=False, params=_GRPO_PARAMS,
-                      choices={"kl_estimator": tuple(O.KL_ESTIMATORS), "aggregation": O.AGGREGATIONS}),
+                      needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0 or p.get("expert_top_entropy", 1.0) < 1,
+                      exact_kl=False, params=_GRPO_PARAMS,
+                      choices={"kl_estimator": tuple(O.KL_ESTIMATORS), "aggregation": O.AGGREGATIONS,
+                               "expert_loss": O.EXPERT_LOSSES}),
     "sft": Objective(("demonstration",), False, _sft, params={"reduction": "token_mean"},
                      choices={"reduction": ("token_mean", "sequence_sum")}),
     "uft-implicit-mse": Objective(("demonstration",), True,

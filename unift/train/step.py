@@ -101,7 +101,7 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
 
 def step_counts(micro_batches: list[list[SourceBatch]], dist: Dist) -> dict[str, StepCounts]:
     """Each source's rows and tokens over the whole step (micro-batches and processes), per process."""
-    local: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    local: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for micro in micro_batches:
         for sb in micro:
             mask = sb.batch.loss_mask[:, 1:]
@@ -110,6 +110,7 @@ def step_counts(micro_batches: list[list[SourceBatch]], dist: Dist) -> dict[str,
             total[0] += c.rows
             total[1] += c.tokens
             total[2] += c.hint_tokens
+            total[3] += c.expert_tokens
     return {name: StepCounts(*(dist.sum(v) / dist.world for v in values)) for name, values in local.items()}
 
 
