@@ -4,6 +4,7 @@ kind of objective, GRPO included (with fixed rollouts). Micro-batches of unequal
 make a per-micro-batch mean (the bug this guards against) visibly wrong."""
 
 import copy
+import math
 import os
 import socket
 
@@ -18,7 +19,7 @@ from unift.data.records import load_jsonl
 from unift.rollout.task_source import RolloutSpec, Row, TaskRollout
 from unift.train import losses
 from unift.train.distributed import Dist
-from unift.train.step import Source, SourceBatch, encode, train_step
+from unift.train.step import Source, SourceBatch, encode, step_counts, train_step
 
 MODEL = "tiny:layers=2,hidden=64,intermediate=128"
 
@@ -154,3 +155,67 @@ def test_two_processes_equal_one_for_grpo(tiny, tmp_path):
     mp.spawn(_worker, args=(_free_port(), [[0, 1], [2, 3]], str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):  # averaged gradients: the same on both processes, and the single-process ones
         assert_same(torch.load(tmp_path / f"rank{rank}.pt"), one)
+
+
+def expert_batches(tokenizer, groups: list[list[int]], params: dict) -> tuple[Source, list[SourceBatch]]:
+    """rollout_rows plus an expert row per prompt (LUFFY's / CHORD's) and a prefixed rollout
+    (Prefix-RFT's): expert tokens of unequal counts in every micro-batch."""
+    rollout = TaskRollout(None, RolloutSpec(max_new_tokens=16), tokenizer, None, seed=0)
+    rows = rollout_rows()[:2] + [Row([1, 2, 3, 4], [], [20, 21, 22], 1.0, True, 0, kind="expert"),
+                                 Row([1, 2, 9], [30, 31, 32, 33], [34], 1.0, True, 1, kind="prefix", baseline=False),
+                                 *rollout_rows()[2:]]
+    adv = torch.tensor([1.0, -1.0, 0.5, 0.75, 0.5, -0.25])
+    src = Source("task", "task", losses.get("grpo", "task"), None, params=params, rollout=rollout)
+    out = []
+    for sel in groups:
+        rb = rollout.collate([rows[i] for i in sel], adv[sel], [0] * len(sel), step=3, total_steps=10)
+        out.append(SourceBatch(src, rb.batch, rollout=rb))
+    return src, out
+
+
+EXPERT = [
+    {"expert_loss": "shaped", "aggregation": "token_mean"},
+    {"expert_loss": "shaped", "aggregation": "constant"},
+    {"expert_loss": "is", "expert_top_entropy": 0.5},
+    {"expert_loss": "sft", "mu_start": 0.9, "mu_end": 0.1, "mu_decay": 1.0},
+    {"expert_loss": "sft_phi", "mu_start": 0.1, "mu_end": 0.1},
+]
+
+
+@pytest.mark.parametrize("params", EXPERT, ids=[p["expert_loss"] + "-" + p.get("aggregation", "") for p in EXPERT])
+def test_expert_losses_grad_accum_2_equals_1(tiny, params):
+    """Expert tokens are 3 of micro-batch 1 and 4 of micro-batch 2: the expert and policy-gradient
+    means divide by the step's expert tokens (StepCounts.expert_tokens), not each micro-batch's."""
+    policy, tokenizer = tiny
+    params = {"c_kl": 0.0, "c_ent": 0.01, "c_nll": 0.5, **params}
+    _, whole = expert_batches(tokenizer, [[0, 1, 2, 3, 4, 5]], params)
+    _, halves = expert_batches(tokenizer, [[0, 1, 2], [3, 4, 5]], params)
+    one = gradients(policy, [whole])
+    assert_same(gradients(policy, [[halves[0]], [halves[1]]]), one)
+    counts = step_counts([[halves[0]], [halves[1]]], Dist())["task"]  # 3 + 4 expert tokens, 22 own
+    assert (counts.expert_tokens, counts.tokens, counts.rows) == (7, 22, 6)
+    # and the expert term matters: without it the gradient differs
+    _, plain = expert_batches(tokenizer, [[0, 1, 2, 3, 4, 5]], {**params, "expert_loss": "none"})
+    assert differs(gradients(policy, [plain]), one)
+
+
+def test_shaped_expert_tokens_share_the_policy_gradient_token_mean(tiny):
+    """LUFFY under token_mean: one mean over own and expert tokens. Rows (advantage: own tokens,
+    expert tokens): row 0 (1: 7, 0), row 1 (-1: 2, 0), expert row (0.5: 0, 3), prefixed row (0.75:
+    1, 4), row 2 (0.5: 1, 0), row 3 (-0.25: 11, 0); own tokens 22, expert tokens 7, divisor 29.
+    With log pi = log 0.5 everywhere (on-policy ratio 1) an own token gives -A, an expert token
+    -A * 0.5 / (0.5 + 0.1) = -A * 5/6:
+        own:    -(7 * 1 + 2 * -1 + 1 * 0.75 + 1 * 0.5 + 11 * -0.25) = -(7 - 2 + 0.75 + 0.5 - 2.75) = -3.5
+        expert: -(3 * 0.5 + 4 * 0.75) * 5/6 = -4.5 * 5/6 = -3.75
+        loss = (-3.5 - 3.75) / 29 = -0.25 (a mean over own tokens only would give -3.5 / 22 - 3.75 / 7)"""
+    _, tokenizer = tiny
+    src, (sb,) = expert_batches(tokenizer, [[0, 1, 2, 3, 4, 5]], {"c_kl": 0.0, "c_ent": 0.0, "c_nll": 0.0,
+                                                                  "expert_loss": "shaped"})
+    rb = sb.rollout
+    logps = torch.full(rb.completion_mask.shape, math.log(0.5))
+    rb.old_logps = logps
+    assert int(rb.completion_mask.sum()) == 22 and int(rb.expert_mask.sum()) == 7
+    x = losses.SourceTensors(logps, rb.completion_mask | rb.expert_mask, None, None, 0.1, rollout=rb)
+    loss, stats = src.objective.compute(x, src.params)
+    assert float(loss) == pytest.approx((-3.5 - 3.75) / 29)
+    assert float(stats["expert/prob"]) == pytest.approx(0.5)
