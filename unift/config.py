@@ -61,8 +61,9 @@ class SourceConfig:
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     """kind=task: sampling, hint schedule, verification iterations (`unift.rollout.task_source`)."""
     preset: str | None = None
-    """kind=task: an algorithm preset (sft, rft, r3, stage, uft, rft-cosine) that fills in
-    `rollout.hint`, `rollout.policy_gradient` and the objective's coefficients: every field the
+    """kind=task: an algorithm preset (sft, rft, r3, stage, uft, rft-cosine; luffy, chord,
+    chord-phi, hpt, superrl, relift, prefix-rft, questa: docs/methods.md section 8) that fills in
+    `rollout` settings and the objective's params: every field the
     source leaves at its default and every param it does not set (`unift.rollout.presets`). The
     same from YAML and from Python (`SourceConfig(preset="uft")`)."""
 
@@ -70,6 +71,7 @@ class SourceConfig:
         if isinstance(self.rollout, dict):  # built from Python with a plain mapping
             self.rollout = _convert(self.rollout, RolloutSpec, "rollout")
         if self.preset is None:
+            self._check_rollout()
             return
         from unift.rollout.presets import PRESETS
 
@@ -79,6 +81,16 @@ class SourceConfig:
         preset = PRESETS[self.preset]
         self.params = {**preset.get("params", {}), **self.params}
         _fill_defaults(self.rollout, preset.get("rollout", {}))
+        self._check_rollout()
+
+    def _check_rollout(self) -> None:
+        """Rollout settings no run could use fail here, before any model loads."""
+        from unift.rollout.task_source import check_spec
+
+        try:
+            check_spec(self.rollout)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _fill_defaults(spec, values: dict) -> None:

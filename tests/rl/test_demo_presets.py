@@ -148,3 +148,13 @@ def test_every_demo_preset_is_a_compare_arm():
 
     assert [a.name for a in arms_for(list(DEMO_PRESETS))] == list(DEMO_PRESETS)
     assert set(DEMO_PRESETS) <= set(PRESETS)
+
+
+def test_rollout_settings_no_run_could_use_fail_at_config_load():
+    from unift.config import ConfigError
+
+    with pytest.raises(ConfigError, match="leaves no own rollout"):
+        SourceConfig(kind="task", task="vowels", objective="grpo", preset="luffy",
+                     rollout={"num_generations": 1})
+    with pytest.raises(ConfigError, match="gate.mode"):
+        SourceConfig(kind="task", task="vowels", objective="grpo", rollout={"gate": {"mode": "sometimes"}})

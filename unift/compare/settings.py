@@ -36,7 +36,8 @@ class Settings:
     )
     """OOD test sets: label -> task variant parameters."""
     algos: list[str] = field(default_factory=lambda: ["sft", "rft", "sft-rft", "r3", "uft"])
-    """Algorithms: any preset (sft, rft, uft, r3, stage, rft-cosine) or a sequence in `SEQUENCES`."""
+    """Algorithms: any preset (sft, rft, uft, r3, stage, rft-cosine, luffy, chord, chord-phi, hpt,
+    superrl, relift, prefix-rft, questa) or a sequence in `SEQUENCES`."""
     match: str = "flops"
     """What every arm gets the same of: flops (`budget` training FLOPs each, steps estimated so the
     LR and hint schedules span the run; the SFT-vs-RL study, Chu et al. 2025) | steps (`steps`
