@@ -62,3 +62,10 @@ def reachable(numbers: tuple) -> frozenset:
 
 def brute_solvable(numbers, target) -> bool:
     return Fraction(target) in reachable(tuple(sorted(Fraction(n) for n in numbers)))
+
+
+def shipped_task_names() -> list[str]:
+    """The tasks unift ships (not the toy ones other tests register, e.g. tests/rl/toy_task.py)."""
+    from unift import tasks
+
+    return [name for name in tasks.names() if tasks.TASKS[name].__module__.startswith("unift.")]
