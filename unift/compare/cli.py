@@ -150,21 +150,20 @@ def main(argv: list[str]) -> int:
 QUICKSTART: dict[str, Any] = {
     "algos": ["sft", "rft", "uft"],
     "match": "steps",
-    # 12 steps of 8 prompts per arm for now: the FLOP-matched quickstart (2e13 FLOPs per arm, 8.5 min
-    # for all three) gave RL ~4 steps and SFT ~20. The lead retunes this from a measured run.
-    "steps": 12,
+    "steps": 8,
     "hint_nll": 1.0,
-    "evals": 2,
-    "eval_n": 32,
+    "evals": 1,
+    "eval_n": 64,
 }
 """The quickstart's changes to `DEFAULTS`: SFT, RFT and UFT on easy Countdown with the embedded
-model at equal optimiser steps (the UFT paper's protocol), sized to finish in about 10 minutes on
-a 2-core CPU. It evaluates 14 test sets (the base model's 2, then 2 per evaluation of each arm),
-so it keeps 32 test problems per set instead of the default 128: one set of 128 took 264 s for
-the base model on 2 busy cores even with the `</answer>` stop string (its greedy completions
-average 26 tokens and mostly end by EOS anyway), 32 took 43 s. At n = 32 a pass@1 carries a
-binomial standard error of up to 8.8 points: the quickstart shows the machinery and the curves'
-direction, `unift compare` with its defaults (eval_n 128, --seeds) measures."""
+model at equal optimiser steps (the UFT paper's protocol), 8 steps of 8 prompts each, sized to
+finish in about 10 minutes on a 2-core CPU with native bf16 (an RL step there takes ~25 s with its
+rollouts, an SFT step ~7 s; docs/LOG.md, 2026-12-02). UFT's hint NLL weight is 1.0, not the
+paper's 0.001: on the validation split, 16 steps of UFT reached 3.9% pass@1 with 1.0 and 0.0%
+with 0.001 (docs/LOG.md, 2026-12-02; chosen there, never on test). Each arm is evaluated once, at
+the end, on 64 problems per test set (a binomial standard error of up to 6.2 points): the
+quickstart shows the machinery and the direction; `unift compare` with its defaults (eval_n 128,
+--seeds) measures."""
 QUICKSTART_OUT = "runs/quickstart-compare"
 QUICKSTART_BUDGET = 2e13
 """`unift quickstart --match flops`: training FLOPs per arm (8.5 min for all three on 2 cores
