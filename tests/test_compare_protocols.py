@@ -80,7 +80,7 @@ def test_flags_protocols_and_seeds():
     assert (s.match, s.steps, s.seeds, s.eval_n, s.stop_strings) == ("flops", 0, [0], 128, None)
     # the quickstart is step-matched; --match flops gives it its budget back
     quick = settings_for(**QUICKSTART)
-    assert (quick.match, quick.steps, quick.eval_n) == ("steps", 8, 64)
+    assert (quick.match, quick.steps, quick.eval_n) == ("steps", 6, 64)
     flops = settings_for(**quickstart_base(build_parser().parse_args(["--match", "flops"])))
     assert (flops.match, flops.steps, flops.budget) == ("flops", 0, 2e13)
     text = build_parser().format_help()

@@ -150,15 +150,15 @@ def main(argv: list[str]) -> int:
 QUICKSTART: dict[str, Any] = {
     "algos": ["sft", "rft", "uft"],
     "match": "steps",
-    "steps": 8,
+    "steps": 6,
     "hint_nll": 1.0,
     "evals": 1,
     "eval_n": 64,
 }
 """The quickstart's changes to `DEFAULTS`: SFT, RFT and UFT on easy Countdown with the embedded
-model at equal optimiser steps (the UFT paper's protocol), 8 steps of 8 prompts each, sized to
-finish in about 10 minutes on a 2-core CPU with native bf16 (an RL step there takes ~25 s with its
-rollouts, an SFT step ~7 s; docs/LOG.md, 2026-12-02). UFT's hint NLL weight is 1.0, not the
+model at equal optimiser steps (the UFT paper's protocol), 6 steps of 8 prompts each, sized to
+finish in about 10 minutes on a 2-core CPU with native bf16 (9 min 44 s measured; 8 steps took
+12 min 57 s: an RL step costs ~35 s with its rollouts; docs/LOG.md, 2026-12-02). UFT's hint NLL weight is 1.0, not the
 paper's 0.001: on the validation split, 16 steps of UFT reached 3.9% pass@1 with 1.0 and 0.0%
 with 0.001 (docs/LOG.md, 2026-12-02; chosen there, never on test). Each arm is evaluated once, at
 the end, on 64 problems per test set (a binomial standard error of up to 6.2 points): the
