@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -101,16 +102,13 @@ def draw(sources: list[Source], tokenizer, max_length: int, dist: Dist, *, step:
 
 def step_counts(micro_batches: list[list[SourceBatch]], dist: Dist) -> dict[str, StepCounts]:
     """Each source's rows and tokens over the whole step (micro-batches and processes), per process."""
-    local: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    local: dict[str, list[float]] = {}
     for micro in micro_batches:
         for sb in micro:
             mask = sb.batch.loss_mask[:, 1:]
-            c = StepCounts.local(sb.tensors(mask, mask, None, None, None))
-            total = local[sb.source.name]
-            total[0] += c.rows
-            total[1] += c.tokens
-            total[2] += c.hint_tokens
-            total[3] += c.expert_tokens
+            counts = dataclasses.astuple(StepCounts.local(sb.tensors(mask, mask, None, None, None)))
+            before = local.get(sb.source.name, [0.0] * len(counts))
+            local[sb.source.name] = [x + y for x, y in zip(before, counts, strict=True)]
     return {name: StepCounts(*(dist.sum(v) / dist.world for v in values)) for name, values in local.items()}
 
 
