@@ -442,3 +442,29 @@ def dump_config(config, path: Path) -> None:
         return x
 
     path.write_text(yaml.safe_dump(plain(data), sort_keys=False))
+
+
+def differences(saved: dict, current: dict, ignore=()) -> list[str]:
+    """'key (old -> new)' for each dotted key whose value differs between two configs in plain
+    types (`to_dict`), skipping the top-level keys in `ignore`. Used by resume (which settings
+    changed since the checkpoint) and by `unift compare` (whether a finished run is this one)."""
+    missing = object()
+    out: list[str] = []
+
+    def show(v) -> str:
+        return "absent" if v is missing else f"{len(v)} items" if isinstance(v, list) else _short(v, 40)
+
+    def walk(a, b, key: str) -> None:
+        if "." not in key and key in ignore:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                walk(a.get(k, missing), b.get(k, missing), f"{key}.{k}" if key else str(k))
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{key}.{i}")
+        elif a != b:
+            out.append(f"{key} ({show(a)} -> {show(b)})")
+
+    walk(saved, current, "")
+    return out

@@ -137,7 +137,7 @@ def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: 
 def finished(run_dir: Path, config) -> bool:
     """A finished run of the same config already lives in run_dir. The saved config.yaml is read
     back as a RunConfig, so a field added to RunConfig since (at its default) changes nothing."""
-    from unift.config import ConfigError, build_config, to_dict
+    from unift.config import ConfigError, build_config, differences, to_dict
 
     done = run_dir / "config.yaml"
     if not ((run_dir / "model").is_dir() and (run_dir / "metrics.jsonl").exists() and done.exists()):
@@ -150,10 +150,7 @@ def finished(run_dir: Path, config) -> bool:
     ignore = ["overwrite", "resume"]  # how a run was started, not what it trains
     if current.get("precision") == "auto":  # config.yaml holds what auto resolved to on that machine
         ignore.append("precision")
-    for key in ignore:
-        saved.pop(key, None)
-        current.pop(key, None)
-    return saved == current
+    return not differences(saved, current, ignore=ignore)
 
 
 def _plain(data: dict) -> dict:

@@ -29,13 +29,14 @@ from unift.config import (
     ConfigError,
     RunConfig,
     UniftWarning,
+    differences,
     dump_config,
     load_config,
     to_dict,
     validate,
 )
 from unift.data.mixture import Stream
-from unift.data.records import load_jsonl, read_jsonl, short
+from unift.data.records import load_jsonl, read_jsonl
 from unift.memory import retain_freed_memory
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
@@ -307,30 +308,6 @@ def requested(config: RunConfig) -> dict:
     return json.loads(json.dumps(to_dict(config), default=str))
 
 
-def config_changes(saved: dict, current: dict) -> list[str]:
-    """'key (old -> new)' for each dotted key whose value differs, except `RESUME_SAFE` ones."""
-    missing = object()
-    out: list[str] = []
-
-    def show(v) -> str:
-        return "absent" if v is missing else f"{len(v)} items" if isinstance(v, list) else short(v, 40)
-
-    def walk(a, b, key: str) -> None:
-        if "." not in key and key in RESUME_SAFE:
-            return
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in dict.fromkeys([*a, *b]):
-                walk(a.get(k, missing), b.get(k, missing), f"{key}.{k}" if key else str(k))
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-            for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                walk(x, y, f"{key}.{i}")
-        elif a != b:
-            out.append(f"{key} ({show(a)} -> {show(b)})")
-
-    walk(saved, current, "")
-    return out
-
-
 def resume_point(config: RunConfig, run_dir: Path, dist: Dist) -> dict | None:
     """The checkpoint to continue from, or None for a fresh start; called holding the lock.
     Removes killed runs' temporaries; refuses a directory holding a run unless resume (with a
@@ -360,7 +337,7 @@ def resume_point(config: RunConfig, run_dir: Path, dist: Dist) -> dict | None:
         if current.get("precision") == "auto":  # config.yaml holds what auto resolved to
             saved.pop("precision", None)
             current.pop("precision", None)
-    if isinstance(saved, dict) and (changes := config_changes(saved, current)):
+    if isinstance(saved, dict) and (changes := differences(saved, current, ignore=RESUME_SAFE)):
         raise checkpoint.RunDirError(
             f"resume: settings changed since {where}: {', '.join(changes)}; they would alter the run "
             f"(only {', '.join(RESUME_SAFE)} may change): undo them, or start a new run "
