@@ -9,7 +9,7 @@ import re
 import pytest
 
 from unift import compare, models
-from unift.compare import TokenLengths, arms_for, flops_per_step, settings_for, split_overrides
+from unift.compare import TokenLengths, arms_for, flops_per_step, parse_overrides, settings_for
 from unift.config import load_config
 from unift.train.flops import ModelFlops
 from unift.train.metrics import read_metrics
@@ -66,12 +66,14 @@ def test_compare_two_algorithms_on_tiny_writes_the_report(tmp_path, capsys):
 
 def test_settings_layers_and_overrides():
     s = settings_for("general_points", lr=1e-5)
-    assert s.variant == {"variant": "id"} and s.ood == {"ood_rule": {"variant": "ood_rule"}} and s.lr == 1e-5
-    mine, run = split_overrides(["lr=3e-5", "budget=2e15", "optim.warmup_steps=2", "eval_n=16"])
-    assert mine == {"lr": 3e-5, "budget": 2e15, "eval_n": 16}
-    assert run == ["optim.warmup_steps=2"]
+    assert s.variant == {"variant": "id"} and s.ood == {"ood_rule": {"variant": "ood_rule"}}
+    assert s.run["optim.lr"] == 1e-5 and s.value("lr") == 1e-5  # a short name sets its RunConfig key
+    # the task's lengths over RUN_DEFAULTS, both the rollouts' and the evaluation's
+    assert (s.run["sources.0.rollout.max_new_tokens"], s.run["eval.max_new_tokens"], s.run["eval.n"]) == (160, 160, 128)
+    o = parse_overrides(["lr=3e-5", "budget=2e15", "optim.warmup_steps=2", "eval_n=16"])
+    assert o.values == {"optim.lr": 3e-5, "budget": 2e15, "optim.warmup_steps": 2, "eval.n": 16} and not o.arms
     with pytest.raises(ValueError):
-        split_overrides(["lr"])
+        parse_overrides(["lr"])
 
 
 def test_algorithms_are_stages():
@@ -79,13 +81,13 @@ def test_algorithms_are_stages():
     assert [(s.preset, s.share) for s in sft_rft.stages] == [("sft", 0.5), ("rft", 0.5)]
     assert [(s.preset, s.share) for s in uft.stages] == [("uft", 1.0)]
     with pytest.raises(ValueError, match="unknown algorithm"):
-        arms_for(["ppo"])
+        arms_for(["trpo"])
 
 
 def _config(tmp_path, preset: str, model=None, **settings):
     s = settings_for("countdown", batch_size=8, num_generations=4, max_new_tokens=100, **settings)
     path = tmp_path / f"{preset}.yaml"
-    config, _ = compare.build_run_config(s, compare.Stage(preset), "tiny", tmp_path / "run", path, [],
+    config, _ = compare.build_run_config(s, compare.Stage(preset), "tiny", tmp_path / "run", path,
                                          model=model or ModelFlops(1000, 100),
                                          lengths=TokenLengths(prompt=120, solution=50))
     return config

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "theory": ("unift.theory", "simulate RFT vs UFT sample complexity on search trees"),
     "models": ("unift.models", "prepare or inspect models (e.g. de-quantize the embedded one)"),
     "info": ("unift.info", "this CPU, its measured fp32/bf16 rates, the chosen precision, versions"),
+    "list": ("unift.catalog", "list objectives, presets, tasks, an objective's params, or config keys"),
 }
 
 
@@ -79,6 +80,9 @@ def errors_as_lines(command: str, debug: bool = False):
         warnings.showwarning = one_line
         try:
             yield outcome
+        except BrokenPipeError:  # `unift list config | head`: the reader left; no error line
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout at exit
+            outcome.code = 1
         except EXPECTED as err:
             if debug:
                 raise
@@ -87,19 +91,39 @@ def errors_as_lines(command: str, debug: bool = False):
 
 
 def _usage() -> str:
-    lines = ["usage: unift [--debug] COMMAND [args...]", "", "commands:"]
+    lines = ["usage: unift [--version] [--debug] COMMAND [args...]", "", "commands:"]
     lines += [f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items()]
-    lines += ["", "--debug: show the traceback of an error (otherwise one line, exit code 2)"]
+    lines += ["", "--debug: show the traceback of an error (otherwise one line, exit code 2)",
+              "`unift COMMAND --help` shows a command's options and their defaults"]
     return "\n".join(lines)
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's `unift.__version__`."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("unift")
+    except PackageNotFoundError:
+        from unift import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
     global _debug
     argv = sys.argv[1:] if argv is None else argv
     debug, argv = debugging(argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"unift {version()}")
+        return 0
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"unift: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from unift.data.records import MAX_RECORD_CHARS
+from unift.data.records import ASSISTANT_TURNS, MAX_RECORD_CHARS
 from unift.data.records import short as _short
 from unift.models import LoraSpec
 from unift.rollout.task_source import RolloutSpec
@@ -28,9 +28,12 @@ from unift.rollout.task_source import RolloutSpec
 class ModelConfig:
     name: str = "smollm2-135m-instruct"
     """Model spec: 'smollm2-135m-instruct', 'tiny[:layers=..]', a .gguf file, a model directory,
-    or a previous run's directory (its final model is used)."""
+    a previous run's directory (its final model is used), or a Hugging Face model ID
+    ('HuggingFaceTB/SmolLM2-135M-Instruct') already in the local Hugging Face cache (offline)."""
     lora: LoraSpec | None = None
-    """LoRA adapters through PEFT; null trains all weights (the reference is then a frozen copy)."""
+    """LoRA adapters through PEFT; null trains all weights (the reference is then a frozen copy).
+    When `name` is a LoRA run, its adapter is first merged into its base: that merged model is
+    the starting point and pi_ref, and this run's `lora` (if any) adds new adapters to it."""
 
 
 @dataclass
@@ -42,24 +45,49 @@ class SourceConfig:
     kind: str = "demonstration"
     """Record kind: demonstration | preference | binary | score | task."""
     path: str | None = None
-    """JSONL file of records (TRL column conventions); None for task sources."""
+    """File of records (TRL column conventions): .jsonl (errors name the line), or .json, .parquet,
+    .csv through `datasets.load_dataset` (errors name the row); None for task sources."""
+    dataset: Any = None
+    """Instead of `path`, from Python: a `datasets.Dataset` of records, e.g.
+    `SourceConfig(kind="preference", dataset=ds)`; errors name the row; config.yaml records its
+    size, columns and fingerprint (`unift.data.sources`)."""
+    assistant_turns: str = "all"
+    """`messages` records: the loss covers every assistant turn (`all`, TRL's
+    `assistant_only_loss`) or only the last one (`last`); the other turns are context."""
     objective: str = "sft"
     """Objective name (see `unift.train.losses.OBJECTIVES`), e.g. sft, dpo-sigmoid, una-pairwise,
     una-binary-mse, una-score-mse, uft-implicit-mse, grpo."""
     weight: float = 1.0
     """Weight of this source's loss in the summed step loss."""
     batch_size: int = 4
-    """Records drawn from this source per optimisation step (per gradient-accumulation micro-step)."""
+    """Prompts drawn from this source per gradient-accumulation micro-step, for all processes
+    together: records, preference pairs, or a task source's problems. Not TRL's
+    per_device_train_batch_size, which counts completions per process: a task source trains
+    batch_size x num_generations completions per micro-step (docs/trl.md)."""
     beta: float = 0.1
-    """Implicit-reward scale beta in r = beta * (log pi - log pi_ref) (diagnostics use it too)."""
+    """Implicit-reward scale beta in r = beta * (log pi - log pi_ref) (diagnostics use it too).
+    On a task source, a beta other than this default is TRL's beta, the KL weight: it becomes
+    `params.c_kl` (giving both is an error; docs/trl.md)."""
     params: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the objective (e.g. {sft_weight: 0.5} for dpo)."""
     task: str | None = None
-    """Task name for kind=task (e.g. countdown)."""
+    """Task name for kind=task (e.g. countdown), or a user's Task subclass as `pkg.module:MyTask`
+    (imported from the working directory, the config file's directory or PYTHONPATH)."""
     variant: dict[str, Any] = field(default_factory=dict)
     """Task variant parameters for kind=task (e.g. {variant: easy} or {rule: face_is_10})."""
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     """kind=task: sampling, hint schedule, verification iterations (`unift.rollout.task_source`)."""
+    reward_funcs: list[str] = field(default_factory=list)
+    """kind=task: reward functions in TRL's signature, `f(prompts, completions, completion_ids,
+    **kwargs) -> list[float | None]`, named `pkg.module:func` (or TRL's `pkg.module.func`) and
+    imported from the working directory, the config file's directory or PYTHONPATH; importing
+    runs that module's code, so name only code you trust. Each row's reward is the weighted sum
+    of the verifier's and theirs (`unift.rollout.rewards`); each is logged as `reward/<name>`."""
+    reward_weights: list[float] | None = None
+    """Weights of `reward_funcs`, one per function (TRL's reward_weights); None: 1 each."""
+    task_reward_weight: float = 1.0
+    """kind=task: weight of the task verifier's reward in that sum; 0: `reward_funcs` replace it
+    (`correct`, the gates and retries still follow the verifier)."""
     preset: str | None = None
     """kind=task: an algorithm preset (sft, rft, r3, stage, uft, rft-cosine; luffy, chord,
     chord-phi, hpt, superrl, relift, prefix-rft, questa: docs/methods.md section 8) that fills in
@@ -70,6 +98,8 @@ class SourceConfig:
     def __post_init__(self):
         if isinstance(self.rollout, dict):  # built from Python with a plain mapping
             self.rollout = _convert(self.rollout, RolloutSpec, "rollout")
+        if self.kind == "task" and self.beta != SourceConfig.beta:
+            self._beta_as_kl_weight()
         if self.preset is None:
             self._check_rollout()
             return
@@ -82,6 +112,17 @@ class SourceConfig:
         self.params = {**preset.get("params", {}), **self.params}
         _fill_defaults(self.rollout, preset.get("rollout", {}))
         self._check_rollout()
+
+    def _beta_as_kl_weight(self) -> None:
+        """TRL's `beta` on a task source means the KL weight, unift's params.c_kl; left as beta it
+        would only scale the implicit-reward diagnostics. Moved before the preset fills params,
+        and beta reset to its default, so config.yaml loads back to the same run."""
+        _finite("beta", self.beta, 0)
+        if "c_kl" in self.params:
+            raise ConfigError(f"beta: on a task source TRL's beta is params.c_kl (the KL weight), and params.c_kl "
+                              f"is given too ({_short(self.beta)} and {_short(self.params['c_kl'])}); keep one")
+        self.params = {**self.params, "c_kl": self.beta}
+        self.beta = SourceConfig.beta
 
     def _check_rollout(self) -> None:
         """Rollout settings no run could use fail here, before any model loads."""
@@ -200,7 +241,9 @@ class RunConfig:
     seed: int = 0
     """One seed for Python, NumPy, torch and data order."""
     output_dir: str = "runs/run"
-    """Run directory: config.yaml, metrics.jsonl, checkpoints, final model."""
+    """Run directory: config.yaml, metrics.jsonl, checkpoints, final model. A relative path is
+    relative to the working directory, as in TRL (data files are looked for there first, then
+    next to the config file)."""
     save_every: int = 0
     """Write a resumable checkpoint every N steps (0: only at the end)."""
     resume: bool = False
@@ -211,7 +254,7 @@ class RunConfig:
     """Replace a previous run in output_dir (its config.yaml, metrics, checkpoint, model, logs).
     Without it (or `resume`), an output_dir that holds a run is refused."""
     max_record_chars: int = MAX_RECORD_CHARS
-    """Longest record of a JSONL source, in characters of text (prompt plus completion(s), or the
+    """Longest record of a source, in characters of text (prompt plus completion(s), or the
     message contents); a longer one is rejected naming its file and line, before any tokenising
     (whose memory grows with the text, not with max_length). JSONL lines are read only up to
     6x this (+4096) characters, room for JSON escapes."""
@@ -273,8 +316,14 @@ def validate(config: RunConfig) -> None:
             except ValueError as err:
                 raise ConfigError(str(err)) from None
         _finite(f"sources.{i}.weight", sc.weight)
+        if sc.assistant_turns not in ASSISTANT_TURNS:
+            raise ConfigError(f"sources.{i}.assistant_turns: expected one of {', '.join(ASSISTANT_TURNS)}, "
+                              f"got {_short(sc.assistant_turns)}")
+        if sc.dataset is not None and sc.path is not None:
+            raise ConfigError(f"sources.{i}: both path and dataset are given; use one or the other")
         _at_least(f"sources.{i}.batch_size", sc.batch_size, 1)
         _finite(f"sources.{i}.beta", sc.beta, 0)
+        _check_rewards(sc, f"sources.{i}")
     ev = config.eval
     if ev.task is not None:
         _at_least("eval.n", ev.n, 1)
@@ -282,6 +331,28 @@ def validate(config: RunConfig) -> None:
         _at_least("eval.max_new_tokens", ev.max_new_tokens, 1)
         _at_least("eval.every_steps", ev.every_steps, 0)
         _finite("eval.every_flops", ev.every_flops, 0)
+
+
+def _check_rewards(sc: SourceConfig, where: str) -> None:
+    """Reward functions and weights (their import is checked later, before the model loads)."""
+    if sc.kind != "task":
+        if sc.reward_funcs or sc.reward_weights is not None or sc.task_reward_weight != 1.0:
+            raise ConfigError(f"{where}: reward_funcs, reward_weights and task_reward_weight apply to task sources, "
+                              f"not to a {sc.kind} source")
+        return
+    _finite(f"{where}.task_reward_weight", sc.task_reward_weight, 0)
+    if sc.reward_weights is not None:
+        if len(sc.reward_weights) != len(sc.reward_funcs):
+            raise ConfigError(f"{where}.reward_weights: {len(sc.reward_weights)} weight(s) for "
+                              f"{len(sc.reward_funcs)} reward function(s) in reward_funcs")
+        for j, w in enumerate(sc.reward_weights):
+            _finite(f"{where}.reward_weights.{j}", w)
+    if sc.task_reward_weight == 0 and not sc.reward_funcs:
+        raise ConfigError(f"{where}.task_reward_weight: 0 leaves no reward; give reward_funcs to replace the "
+                          "verifier's reward")
+    if sc.rollout.dynamic_sampling and sc.params.get("adv_estimator") == "gae":
+        raise ConfigError(f"{where}.rollout.dynamic_sampling: drops groups of equal rewards, whose group-relative "
+                          "advantage is 0; with adv_estimator gae (a learned critic) they still have one")
 
 
 # -- YAML + overrides -------------------------------------------------------------------------
@@ -293,6 +364,174 @@ class ConfigError(ValueError):
 
 class UniftWarning(UserWarning):
     """An input unift accepts but doubts; the CLI shows it as one line."""
+
+
+# -- TRL's names (docs/trl.md) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A TRL config name accepted for the unift key of the same meaning."""
+
+    key: str
+    """unift's dotted key, inside the mapping the alias is given in."""
+    values: dict | None = None
+    """TRL's values -> unift's where they differ (other values are refused); None: the same."""
+    also: str | None = None
+    """A second key set from the same value unless given (TRL's epsilon_high defaults to epsilon)."""
+    kinds: tuple[str, ...] = ()
+    """Source kinds it applies to (empty: any)."""
+
+
+_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant", "constant_with_warmup": "constant"}
+_TASK = ("task",)
+TRL_ALIASES: dict[str, dict[str, Alias]] = {
+    "run": {  # transformers' TrainingArguments
+        "learning_rate": Alias("optim.lr"),
+        "max_steps": Alias("steps"),
+        "gradient_accumulation_steps": Alias("optim.grad_accum"),
+        "warmup_steps": Alias("optim.warmup_steps"),
+        "weight_decay": Alias("optim.weight_decay"),
+        "max_grad_norm": Alias("optim.grad_clip"),
+        "lr_scheduler_type": Alias("optim.schedule", _SCHEDULES),
+        "save_steps": Alias("save_every"),
+        "bf16": Alias("precision", {True: "bf16", False: "fp32"}),
+    },
+    "source": {  # GRPOConfig's sampling and loss settings, given on a task source
+        "num_generations": Alias("rollout.num_generations", kinds=_TASK),
+        "max_completion_length": Alias("rollout.max_new_tokens", kinds=_TASK),
+        "temperature": Alias("rollout.temperature", kinds=_TASK),
+        "top_p": Alias("rollout.top_p", kinds=_TASK),
+        "num_iterations": Alias("rollout.ppo_epochs", kinds=_TASK),
+        "scale_rewards": Alias("rollout.scale_rewards", {True: "group", False: "none", "group": "group",
+                                                          "batch": "batch", "none": "none"}, kinds=_TASK),
+        "epsilon": Alias("params.epsilon_low", also="params.epsilon_high", kinds=_TASK),
+        "epsilon_high": Alias("params.epsilon_high", kinds=_TASK),
+        "loss_type": Alias("params.aggregation", {"grpo": "sequence_mean", "dapo": "token_mean",
+                                                  "dr_grpo": "constant"}, kinds=_TASK),
+    },
+}
+"""TRL's names accepted in a run config, by where they go: the top level ("run") or a source.
+`warmup_ratio` is converted too (`_warmup_ratio`); `beta` on a task source becomes params.c_kl
+(`SourceConfig._beta_as_kl_weight`)."""
+
+TRL_ELSEWHERE = {
+    "per_device_train_batch_size": "unift's sources.N.batch_size counts prompts for all processes together; "
+    "TRL's per_device_train_batch_size counts completions per process (GRPO: = batch_size x num_generations "
+    "/ processes; SFT, DPO: = batch_size / processes)",
+    "num_train_epochs": "unift counts optimiser steps: `steps` (TRL's max_steps)",
+    "max_prompt_length": "unift has one `max_length` for prompt + completion; longer prompts are cut from the left",
+    "beta": "beta is set per source (sources.N.beta); on a task source TRL's beta (the KL weight) is "
+    "sources.N.params.c_kl",
+    "model_name_or_path": "the model is `model.name`",
+    "fp16": "precision: auto | bf16 | fp32 | bf16-master (no fp16 on CPUs)",
+}
+"""TRL names unift does not accept as aliases, with where the setting lives (docs/trl.md)."""
+
+
+def _path_get(data: dict, key: str):
+    """The value at dotted `key` in nested mappings, or `_MISSING`."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _path_set(data: dict, key: str, value: Any, where: str) -> None:
+    """Set dotted `key` in nested mappings, copying each one on the way (the caller's data is
+    not changed)."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{where}: cannot set {key}: {part} is {_short(child)}, not a mapping")
+        node[part] = child = dict(child)
+        node = child
+    node[last] = value
+
+
+_MISSING = object()
+
+
+def _apply_aliases(data: dict, section: str, where: str) -> tuple[dict, dict[str, str]]:
+    """`data` with TRL's names moved to unift's keys, and {unift key: TRL name} for the moved
+    ones. An alias given beside its unift key is refused, naming both."""
+    aliases = TRL_ALIASES[section]
+    if section == "run" and _fraction(data.get("warmup_steps")):  # transformers 5: a ratio of the steps
+        if "warmup_ratio" in data:
+            raise ConfigError("warmup_steps and warmup_ratio are both given as ratios; keep one")
+        data = {**data, "warmup_ratio": data["warmup_steps"]}
+        del data["warmup_steps"]
+    given = [name for name in data if name in aliases]
+    if section == "run" and "warmup_ratio" in data:
+        given.append("warmup_ratio")
+    if not given:
+        return data, {}
+    data, moved = dict(data), {}
+    kind = data.get("kind", SourceConfig.kind)
+    for name in given:
+        if name == "warmup_ratio":
+            continue
+        alias, at = aliases[name], f"{where}.{name}" if where else name
+        if alias.kinds and kind not in alias.kinds:
+            raise ConfigError(f"{at}: TRL's {name} ({alias.key}) applies to {' and '.join(alias.kinds)} sources, "
+                              f"not to a {kind} source")
+        value = data.pop(name)
+        if alias.values is not None:
+            if not isinstance(value, str | bool) or value not in alias.values:
+                raise ConfigError(f"{at}: {_short(value)} has no unift equivalent; accepted: "
+                                  f"{', '.join(str(v) for v in alias.values)} (docs/trl.md)")
+            value = alias.values[value]
+        if _path_get(data, alias.key) is not _MISSING:
+            raise ConfigError(f"{at}: {name} and {alias.key} are both given ({name} is TRL's name for "
+                              f"{alias.key}); keep one")
+        _path_set(data, alias.key, value, at)
+        moved[alias.key] = name
+    for name in given:
+        also = name != "warmup_ratio" and aliases[name].also
+        if also and _path_get(data, also) is _MISSING:
+            _path_set(data, also, _path_get(data, aliases[name].key), where)
+            moved[also] = name
+    if "warmup_ratio" in given:
+        _warmup_ratio(data, where)
+        moved["optim.warmup_steps"] = "warmup_ratio"
+    return data, moved
+
+
+def _fraction(value) -> bool:
+    return isinstance(value, float) and 0 < value < 1
+
+
+def _warmup_ratio(data: dict, where: str) -> None:
+    """TRL's warmup_ratio r (transformers 5: warmup_steps r < 1) -> optim.warmup_steps =
+    ceil(r x steps), as transformers computes it."""
+    at = f"{where}.warmup_ratio" if where else "warmup_ratio"
+    ratio = data.pop("warmup_ratio")
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise ConfigError(f"{at}: expected a number in [0, 1], got {_short(ratio)}")
+    if _path_get(data, "optim.warmup_steps") is not _MISSING:
+        raise ConfigError(f"{at}: warmup_ratio and optim.warmup_steps are both given; keep one")
+    steps = data.get("steps", RunConfig.steps)
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise ConfigError(f"{at}: needs an integer `steps`, got {_short(steps)}")
+    _path_set(data, "optim.warmup_steps", math.ceil(ratio * steps), at)
+
+
+def _unknown_fields(unknown: set, section: str | None) -> str:
+    """Why each unknown field is unknown, where a TRL user would look for it."""
+    hints = []
+    for name in sorted(unknown):
+        if name in TRL_ELSEWHERE:
+            hints.append(f"{name}: {TRL_ELSEWHERE[name]}")
+        elif section == "run" and name in TRL_ALIASES["source"]:
+            hints.append(f"{name}: a task source's setting (sources.N.{name}, TRL's name for "
+                         f"sources.N.{TRL_ALIASES['source'][name].key})")
+    return "".join(f"; {h}" for h in hints) + " (docs/trl.md)" * bool(hints)
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -310,12 +549,25 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {_short(value)}")
+        section = {RunConfig: "run", SourceConfig: "source"}.get(tp)
+        value, moved = _apply_aliases(value, section, where) if section else (value, {})
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = set(value) - names
         if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
-        return tp(**{k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()})
+            at = f"{where}: " if where else ""
+            raise ConfigError(f"{at}unknown field(s) {sorted(unknown)}; known: {sorted(names)}"
+                              + _unknown_fields(unknown, section))
+        try:
+            kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in value.items()}
+        except ConfigError as err:  # name the TRL name the user wrote
+            name = next((n for key, n in moved.items() if str(err).startswith(f"{where}.{key}" if where else key)),
+                        None)
+            raise ConfigError(f"{err} (given as {name})" if name else str(err)) from None
+        try:
+            return tp(**kwargs)
+        except ConfigError as err:  # a check in __post_init__: say which item of the config
+            raise ConfigError(f"{where}.{err}" if where else str(err)) from None
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_short(value)}")
@@ -358,7 +610,9 @@ def _index(node: list, part: str, key: str) -> int:
     return index
 
 
-def _set_dotted(data: dict, key: str, value: Any) -> None:
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """data[a][b]... = value for key "a.b...." in YAML config data (list items by index; the
+    next item of a list may be added)."""
     parts = key.split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -418,7 +672,7 @@ def build_config(data: dict, overrides: list[str] = (), cls=RunConfig, where: st
             parsed = yaml.safe_load(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: invalid YAML value: {str(err).splitlines()[0]}") from None
-        _set_dotted(data, key, parsed)
+        set_dotted(data, key, parsed)
     try:
         return _convert(data, cls, "")
     except ConfigError as err:
@@ -426,6 +680,15 @@ def build_config(data: dict, overrides: list[str] = (), cls=RunConfig, where: st
 
 
 def to_dict(config) -> dict:
+    """The config in plain types; a source's `dataset` becomes its description (rows, columns,
+    fingerprint), not a copy of the data."""
+    if isinstance(config, RunConfig) and any(sc.dataset is not None for sc in config.sources):
+        from unift.data.sources import describe
+
+        config = copy.copy(config)
+        config.sources = [copy.copy(sc) for sc in config.sources]
+        for sc in config.sources:
+            sc.dataset = None if sc.dataset is None else describe(sc.dataset)
     return dataclasses.asdict(config)
 
 

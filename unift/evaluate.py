@@ -19,7 +19,11 @@ Metrics of `evaluate_policy` (one dict of floats per test set):
   attempt continues the conversation with the verifier's feedback (`tasks.retry_messages`) and
   the model retries greedily. Greedy retries are deterministic, so success@j read off a
   viter = V evaluation equals a viter = j evaluation;
-- `n`: number of problems.
+- `n`: number of problems;
+- `step_accuracy`, `route_success` (tasks played step by step, e.g. navigation's default step
+  mode, whose problems are single points): each problem's whole route played greedily the
+  study's way (the task's `run_episodes`: 2 tries per point, the route ends at the first point that
+  fails both), per-step accuracy and the share of routes finished.
 
 The test problems of every evaluation come from split "test" with seed `TEST_SEED`, so every
 algorithm, run and checkpoint is measured on the same problems.
@@ -55,11 +59,14 @@ def evaluate_policy(
     engine=None,
     seed: int = 0,
     stop_strings=(),
+    episodes: bool = True,
 ) -> dict[str, float]:
     """Evaluate `model` on `problems` of `task` (see the module docstring for the metrics).
 
     engine: a rollout engine to reuse (its weights are synced from `model` first); None builds an
-    "hf" engine. seed: the sampling seed of pass@k (greedy decoding needs none).
+    "hf" engine. seed: the sampling seed of pass@k (greedy decoding needs none). episodes: play
+    whole episodes for tasks that have them (navigation's step mode: several greedy replies per
+    problem, the costliest part of its evaluation).
     """
     from unift.rollout.engine import make_engine
     from unift.tasks import retry_messages
@@ -115,6 +122,14 @@ def evaluate_policy(
                     else:
                         state[i] = (convs[i], text, s)
             out[f"success@{attempt}"] = sum(0 < a <= attempt for a in solved_at) / n
+
+    # 4. tasks played step by step: whole episodes, every unfinished one in each greedy batch
+    if episodes and (run_episodes := getattr(task, "run_episodes", None)) is not None:
+        def policy(convs: list[list[dict]]) -> list[str]:
+            ids = [_encode(tokenizer, c) for c in convs]
+            return engine.generate(ids, 1, temperature=0.0, seed=seed, **gen).texts
+
+        out.update(run_episodes(problems, policy))
     return out
 
 
@@ -229,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="model spec (smollm2-135m-instruct, tiny, a model dir) or a run directory")
-    p.add_argument("--task", help="task name (default: the run's task source, if MODEL is a run)")
+    p.add_argument("--task", help="task name, or a Task subclass as pkg.module:MyTask, imported from the working "
+                   "directory (default: the run's task source, if MODEL is a run)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME|KEY=VALUE",
                    help="a named variant (repeatable: one test set each) or a parameter override "
                    "applied to all of them; default: every named variant of the task")
@@ -238,11 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=128, help="problems per test set (default 128)")
     p.add_argument("--k", type=int, default=4, help="samples per problem for pass@k (1: none; default 4)")
     p.add_argument("--viter", type=int, default=1, help="graded attempts per problem (default 1)")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest completion (default 256)")
     p.add_argument("--stop", action="append", metavar="TEXT",
                    help="stop string (repeatable; default: the task's own, e.g. </answer> for countdown)")
     p.add_argument("--no-stop", action="store_true", help="no stop strings: decode to EOS or --max-new-tokens")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed of pass@k")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of pass@k (default 0)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="decoding precision (auto: whichever measured faster on this CPU, "
                         "see `unift info`; default auto)")
@@ -260,8 +276,10 @@ def main(argv: list[str]) -> int:
     if task_name is None:
         print("unift eval: error: --task is required (e.g. --task countdown)", file=sys.stderr)
         return 2
-    if task_name not in tasks.TASKS:
-        print(f"unift eval: error: unknown task {task_name!r}; known: {tasks.names()}", file=sys.stderr)
+    try:  # a registered name, or a user's Task subclass as pkg.module:MyTask
+        tasks.task_class(task_name)
+    except (KeyError, ValueError) as err:
+        print(f"unift eval: error: {err.args[0]}", file=sys.stderr)
         return 2
     stops = [] if args.no_stop else args.stop if args.stop is not None \
         else list(getattr(tasks.TASKS[task_name], "stop_strings", ()))

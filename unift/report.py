@@ -212,12 +212,32 @@ class Arm:
         return mean_row(rows) if rows else None
 
 
+def manifest_settings(manifest: dict) -> dict:
+    """The settings of a compare.json by their --set names: the comparison's fields, and its run
+    values (`settings.run`, by dotted RunConfig key) under their short names (`batch_size` for
+    sources.0.batch_size) or their keys. Manifests written before `settings.run` hold them flat
+    already."""
+    settings = dict(manifest.get("settings") or {})
+    run = settings.pop("run", None)
+    if not isinstance(run, dict):
+        return settings
+    from unift.compare.settings import ALIASES
+
+    names = {keys[0]: name for name, keys in ALIASES.items()}
+    return {**settings, **{names.get(key, key): value for key, value in run.items()}}
+
+
 @dataclass
 class Comparison:
     dir: Path
     manifest: dict
     base: list[dict]
     arms: list[Arm]
+
+    @property
+    def settings(self) -> dict:
+        """The comparison's settings by their --set names (`manifest_settings`)."""
+        return manifest_settings(self.manifest)
 
     @property
     def labels(self) -> list[str]:
@@ -254,7 +274,7 @@ class Comparison:
 
     @property
     def protocol(self) -> str:
-        split = self.manifest.get("settings", {}).get("eval_split", "test")
+        split = self.settings.get("eval_split", "test")
         where = "" if split == "test" else \
             f"; evaluated on the {split} split (for choosing settings), not the test split"
         if self.manifest.get("protocol"):
@@ -565,7 +585,7 @@ def caveats(c: Comparison) -> list[str]:
     """What this run can and cannot show, computed from the numbers in the files."""
     out = []
     budget = c.budget
-    s = c.manifest.get("settings", {})
+    s = c.settings
     trained = [a for a in c.arms if a.trained]
     ns = sorted({int(e["n"]) for e in c.base} | {int(e["n"]) for a in c.arms for e in a.evals})
     seeds = c.seeds
@@ -768,7 +788,7 @@ def _table_html(header: list[str], cells: list[list[str]], finals: list[dict], c
 
 
 def _setup_html(c: Comparison) -> str:
-    s = c.manifest.get("settings", {})
+    s = c.settings
     keys = ["model", "task", "variant", "ood", "match", "steps", "budget", "seeds", "batch_size", "num_generations",
             "max_new_tokens", "stop_strings", "temperature", "lr", "schedule", "precision", "eval_n", "eval_k",
             "eval_viter", "seed"]

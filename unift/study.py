@@ -26,8 +26,9 @@ import sys
 from pathlib import Path
 
 from unift.compare import (
+    DEFAULTS,
     Arm,
-    Overrides,
+    Settings,
     Stage,
     build_parser,
     parse_overrides,
@@ -35,7 +36,6 @@ from unift.compare import (
     run_comparison,
     say,
     settings_for,
-    stop_strings,
     token_lengths,
     train_stage,
 )
@@ -55,9 +55,9 @@ def generalization_arms(viters: list[int]) -> list[Arm]:
     return arms
 
 
-def warmup(s, out: Path, flops: float, overrides: Overrides) -> str:
-    """Train the shared SFT warm-up (no evaluation; FLOP-matched, seed `s.seeds[0]`) and return
-    its run directory."""
+def warmup(s: Settings, out: Path, flops: float) -> str:
+    """Train the shared SFT warm-up (no evaluation; FLOP-matched, seed `s.seeds[0]`; the run
+    values of every arm) and return its run directory."""
     from unift import models, tasks
     from unift.train.flops import ModelFlops
 
@@ -67,14 +67,29 @@ def warmup(s, out: Path, flops: float, overrides: Overrides) -> str:
     lengths = token_lengths(tokenizer, tasks.get(s.task, **s.variant), seed=s.seeds[0])
     stage = Stage("sft")
     run_dir = out / "init-sft"
-    warm = dataclasses.replace(s, budget=flops, match="flops", steps=0, stop_strings=stop_strings(s))
-    train_stage(warm, stage, s.model, run_dir, out / "configs" / "init-sft.yaml", [*overrides.run, "eval.task=null"],
-                model_flops, lengths, head="[bold]warm-up[/] (sft)", seed=s.seeds[0])
+    warm = dataclasses.replace(s, budget=flops, match="flops", steps=0, run={**s.run, "eval.task": None})
+    train_stage(warm, stage, s.model, run_dir, out / "configs" / "init-sft.yaml", model_flops, lengths,
+                head="[bold]warm-up[/] (sft)", seed=s.seeds[0])
     return str(run_dir)
 
 
+def study_settings(args, task: str, viters: list[int], values: dict) -> Settings:
+    """The study's Settings of one task: `BUDGET` FLOPs per arm, every model evaluated with the
+    largest viter, then the flags and the every-arm --set `values` (`Overrides.values`)."""
+    values = {"budget": args.budget or BUDGET, "eval.viter": max(viters), **values}
+    for key in ("model", "evals", "match", "steps"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.seeds:
+        values["seeds"] = parse_seeds(args.seeds)
+    if args.init:
+        values["model"] = args.init
+    return settings_for(task, **values)
+
+
 def build_study_parser() -> argparse.ArgumentParser:
-    p = build_parser("unift study generalization")
+    defaults = dataclasses.replace(DEFAULTS, budget=BUDGET, run={**DEFAULTS.run, "eval.viter": "the largest --viter"})
+    p = build_parser("unift study generalization", defaults, out="runs/study-generalization/TASK")
     p.description = ("SFT vs RL at equal compute, trained on the ID variant and tested on ID and OOD "
                      "(docs/methods.md section 5), with and without verification iterations.")
     p.epilog = ("examples:\n  unift study generalization\n"
@@ -86,17 +101,23 @@ def build_study_parser() -> argparse.ArgumentParser:
         if action.dest == "algos":
             action.help = argparse.SUPPRESS
     p.add_argument("--viter", default="1,3", help="comma-separated verification iterations of RL (default 1,3)")
-    p.add_argument("--warmup", type=float, default=0.0, help="FLOPs of a shared SFT warm-up before both (0: none)")
+    p.add_argument("--warmup", type=float, default=0.0,
+                   help="FLOPs of a shared SFT warm-up before both (default 0: none)")
     p.add_argument("--init", help="initial model of every arm (default: --model)")
     return p
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "generalization":
-        print("usage: unift study generalization [--task general_points|navigation|both] [--budget FLOPS] "
-              "[--viter 1,3] [--warmup FLOPS] [--out DIR] [--set key=value ...]\n"
-              "(`unift study generalization --help` lists every option)", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv or argv[0] != "generalization":  # the one study so far: its options are the command's
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        parser = build_study_parser()
+        if asked:
+            parser.print_help()
+        else:
+            parser.print_usage(sys.stderr)
+            print("unift study: error: name the study: `unift study generalization` (`unift study --help` "
+                  "lists its options)", file=sys.stderr)
+        return 0 if asked else 2
     args = build_study_parser().parse_args(argv[1:])
     names = STUDY_TASKS if args.task in (None, "both") else [args.task]
     try:
@@ -108,20 +129,12 @@ def main(argv: list[str]) -> int:
         overrides = parse_overrides(args.sets)
         reports = []
         for task in names:
-            values = {"budget": args.budget or BUDGET, "eval_viter": max(viters), **overrides.settings}
-            for key in ("model", "evals", "match", "steps"):
-                if getattr(args, key) is not None:
-                    values[key] = getattr(args, key)
-            if args.seeds:
-                values["seeds"] = parse_seeds(args.seeds)
-            if args.init:
-                values["model"] = args.init
-            s = settings_for(task, **values)
+            s = study_settings(args, task, viters, overrides.values)
             out = Path(args.out or "runs/study-generalization") / task
             notes, extra = [], {}
             if args.warmup:
                 extra["base_label"] = "init (SFT warm-up)"
-                s.model = warmup(s, out, args.warmup, overrides)
+                s.model = warmup(s, out, args.warmup)
                 notes.append(f"Every arm starts from a shared SFT warm-up of {args.warmup:.3g} FLOPs on the ID "
                              "variant (the 'init' row and dotted lines are that checkpoint).")
             arms = generalization_arms(viters)

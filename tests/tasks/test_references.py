@@ -3,8 +3,8 @@ perturbed answers are not."""
 
 from __future__ import annotations
 
-import json
 import random
+import re
 
 import pytest
 
@@ -31,12 +31,13 @@ def perturb(task: tasks.Task, problem: dict, reference: str, rng: random.Random)
             .replace("@", f"{victim} is a knave")
         )
         return [reference.rsplit("<answer>", 1)[0] + "<answer>" + swapped]
-    if name == "general_points":
-        obj = json.loads(reference[reference.rindex("{") :])
-        return [
-            reference[: reference.rindex("{")]
-            + json.dumps({**obj, "formula": f"({obj['formula']}) + 1"})
-        ]
+    if name == "general_points":  # the formula's value + 1 (and a 1 that may not be a card)
+        formula = re.search(r'"formula": "([^"=]*)', reference).group(1)
+        return [reference.replace(f'"formula": "{formula}', f'"formula": "({formula})+1')]
+    if name == "navigation" and task.variant["mode"] == "step":  # another action
+        action = re.search(r'"action": "([^"]*)"', reference).group(1)
+        other = "stop()" if action != "stop()" else "forward()"
+        return [reference.replace(f'"action": "{action}"', f'"action": "{other}"')]
     if name == "navigation":
         lines = reference.split("\n")
         k = rng.randrange(1, len(lines) - 1)

@@ -57,12 +57,16 @@ PATHOLOGICAL = [
     "x^" * 900 + "x",
 ]
 
-# The minimum reward, except: a navigation sequence scores in [0, 1]; math-verify reads "1/0"
-# as a (wrong) answer; reasoning-gym's own verifiers give 0.01-0.05 to a wrong answer;
-# instruction constraints judge text, and "9**9**9**9" is lowercase text.
+# The minimum reward, except: a navigation step scores -1 without an intersection claim, a
+# general_points formula -3 when unreadable, -2 when empty (every card unused; the scale goes
+# down to -10 for garbage formulas), a knights_knaves answer block 0.1 whatever it holds (the UFT verifier's format
+# score); math-verify reads "1/0" as a (wrong) answer; reasoning-gym's own verifiers give
+# 0.01-0.05 to a wrong answer; instruction constraints judge text, and "9**9**9**9" is
+# lowercase text.
 LOWEST = {
-    "navigation": 0.0,
-    "general_points": -3.0,
+    "navigation": -1.0,
+    "knights_knaves": 0.1,
+    "general_points": -2.0,
     "jsonl": 0.1,
     "reasoning_gym": 0.05,
     "instructions": 1.0,
@@ -134,9 +138,11 @@ def test_verifiers_never_raise_on_fuzzed_completions(name, data):
     score = task.score(problem, completion)
     assert isinstance(score, Score) and isinstance(score.feedback, str)
     assert task.min_reward <= score.reward <= task.max_reward
-    if name == "navigation":
+    if name == "navigation":  # every point of the route, and the whole route in route mode
         t = data.draw(st.integers(0, len(task.expected(problem)) - 1))
-        assert task.score_step(problem, t, completion).reward in (-1.0, 1.0)
+        assert task.score({**problem, "t": t}, completion).reward in (-1.5, -1.0, 1.0)
+        route = tasks.get(name, mode="route").score(problem, completion)
+        assert 0.0 <= route.reward <= 1.0
 
 
 @settings(
@@ -388,9 +394,10 @@ def test_slow_verifier_scores_zero_with_feedback_and_restores_the_alarm(cls):
 
 
 def test_time_limit_scores_the_lowest_reward_of_the_scale():
-    # general_points' scale is -5..5: 0 would beat "no formula" (-3); a whole navigation
-    # sequence scores in [0, 1] (its min_reward, -1, is a step's)
-    for task, lowest in ((SlowGeneralPoints(), -5.0), (SlowNavigation(), 0.0)):
+    # general_points: 0 would beat "no formula" (-3), the score of an unreadable answer; a
+    # navigation step scores -1.5 at worst, a whole sequence (route mode) 0
+    cases = ((SlowGeneralPoints(), -3.0), (SlowNavigation(), -1.5), (SlowNavigation(mode="route"), 0.0))
+    for task, lowest in cases:
         problem = task.problems(1)[0]
         score = task.score(problem, task.reference_completion(problem))
         assert score.reward == lowest and not score.correct and "time limit" in score.feedback

@@ -17,7 +17,7 @@ from unift.tasks import Task
 EXPECTED = {
     "countdown": ("</answer>",),
     "knights_knaves": ("</answer>",),
-    "navigation": ("</answer>",),  # the one-completion format (step replies are one action)
+    "navigation": ("}",),  # a step reply is one flat JSON object (route mode: "</answer>")
     "reasoning_gym": ("</answer>",),
     "general_points": (),  # a JSON object ends the reply: "}" also closes nested objects
     "instructions": (),  # free text; the closing phrase differs per problem
@@ -26,11 +26,12 @@ EXPECTED = {
 # (task, variant, problems checked); reasoning-gym scores in its sandbox worker, so fewer
 CASES = [
     *(
-        (name, v, 60)
+        (name, {"variant": v}, 60)
         for name in ("countdown", "knights_knaves", "navigation")
         for v in tasks.TASKS[name].named_variants
     ),
-    ("reasoning_gym", None, 5),
+    *(("navigation", {"variant": v, "mode": "route"}, 60) for v in ("absolute", "relative")),
+    ("reasoning_gym", {}, 5),
 ]
 # What a model writes when nothing stops it: another turn, with an answer block of its own
 RAMBLING = "\nUser: and now another puzzle?\nAssistant: <think>sure</think><answer>0</answer>"
@@ -59,7 +60,7 @@ def test_stop_strings_helper_takes_a_task_a_class_or_a_name():
 
 @pytest.mark.parametrize("name,variant,n", CASES)
 def test_reference_cut_after_the_stop_string_scores_the_same(name, variant, n):
-    task = tasks.get(name, variant=variant) if variant else tasks.get(name)
+    task = tasks.get(name, **variant)
     assert task.stop_strings
     for problem in task.problems(n, seed=3):
         reference = task.reference_completion(problem)
@@ -69,5 +70,7 @@ def test_reference_cut_after_the_stop_string_scores_the_same(name, variant, n):
         assert full.correct, (problem, full)
         cut = task.score(problem, cut_after_stop(task, reference + RAMBLING))
         assert (cut.reward, cut.correct) == (full.reward, full.correct), (problem, cut)
-        if name != "reasoning_gym":  # the rambling's answer block, "0", is wrong: it would count
+        # the rambling's answer block, "0", is wrong: it would count (a navigation step reply is
+        # read from its first "action", so there it does not)
+        if name != "reasoning_gym" and "</answer>" in task.stop_strings:
             assert not task.score(problem, reference + RAMBLING).correct

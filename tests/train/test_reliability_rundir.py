@@ -208,6 +208,26 @@ def test_resume_checks_the_requested_precision_not_the_resolved_one(tmp_path):
         run.resume_point(config, run_dir, Dist())
 
 
+def test_resume_reads_a_field_added_since_at_its_default(tmp_path):
+    """A checkpoint written before a RunConfig field existed holds no key for it: at its default
+    the field is no change, at another value it is."""
+    config = config_for(tmp_path)
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    older = run.requested(config)
+    del older["sources"][0]["weight"], older["optim"]["min_lr_ratio"]  # "added since", at defaults 1.0, 0.0
+    checkpoint.save(run_dir, step=1, model=model, optimizer=optimizer, scheduler=scheduler, streams={},
+                    extra={"config": older})
+    config.resume = True
+    assert run.resume_point(config, run_dir, Dist())["step"] == 1  # the defaults match: resumed
+    config.optim.min_lr_ratio = 0.5
+    with pytest.raises(checkpoint.RunDirError, match=r"optim.min_lr_ratio \(0.0 -> 0.5\)"):
+        run.resume_point(config, run_dir, Dist())
+
+
 def test_resume_without_a_checkpoint_compares_config_yaml(tmp_path, capsys):
     config = config_for(tmp_path)
     run_dir = Path(config.output_dir)

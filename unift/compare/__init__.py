@@ -7,6 +7,11 @@ test sets along the way, in one HTML report.
     unift compare --report-only runs/compare-countdown      # rebuild the report of a finished run
     unift quickstart                                        # the README's main command
 
+What a comparison sets: `Settings` (the start, the task and its test sets, the arms, the protocol,
+seeds, evaluations) and `Settings.run`, the run values of every run by dotted RunConfig key
+(`RUN_DEFAULTS`, the task's `TASK_DEFAULTS`, then --set, whose short names such as `lr` or
+`eval_n` are `ALIASES` of RunConfig keys).
+
 Two protocols (`Settings.match`):
 - steps (the UFT paper): every arm the same optimiser steps of the same prompts per step, no FLOP
   limit; a sequence (sft-rft) splits the steps by share (`split_steps`);
@@ -21,8 +26,9 @@ directory. The base model is evaluated once (step 0, 0 FLOPs); every run then ev
 same test sets every budget / evals FLOPs or steps / evals steps (`RunConfig.eval`), with the
 task's stop strings unless `stop_strings` says otherwise.
 
-Modules: `settings` (Settings, arms, --set overrides, test sets), `budget` (the steps estimate),
-`runs` (run configs, training, the manifest), `cli` (the commands).
+Modules: `settings` (Settings, run values and their short names, arms, --set overrides, test
+sets), `budget` (the steps estimate), `runs` (run configs, training, the manifest), `cli` (the
+commands).
 
 Layout of a comparison directory:
     compare.json        the manifest: protocol, settings, test sets, arms, their seeds and run directories
@@ -52,23 +58,30 @@ from unift.compare.cli import (
     main,
     parse_seeds,
     quickstart,
+    run_settings_help,
     settings_from_args,
 )
 from unift.compare.runs import (
     BaseModel,
+    PlannedRun,
+    base_key,
     build_run_config,
     evaluate_base,
     finished,
+    plan,
     protocol_text,
     raw_config,
     run_comparison,
     run_name,
     say,
+    shared_config,
     train_stage,
 )
 from unift.compare.settings import (
+    ALIASES,
     DEFAULTS,
     PROTOCOLS,
+    RUN_DEFAULTS,
     SEQUENCES,
     TASK_DEFAULTS,
     Arm,
@@ -80,20 +93,21 @@ from unift.compare.settings import (
     arms_for,
     distributions,
     eval_variants,
+    field_doc,
     id_label,
     parse_overrides,
+    resolve,
     settings_for,
-    split_overrides,
     split_steps,
-    stop_strings,
+    task_stop_strings,
 )
 
 __all__ = [
-    "DEFAULTS", "PROTOCOLS", "QUICKSTART", "QUICKSTART_OUT", "RETRY_FAIL", "SEQUENCES", "TASK_DEFAULTS",
-    "Arm", "ArmOverrides", "BaseModel", "Overrides", "Settings", "Stage", "TokenLengths",
-    "arm_settings", "arms_for", "build_parser", "build_run_config", "distributions", "estimate_steps",
-    "eval_variants", "evaluate_base", "finished", "flops_per_step", "id_label", "main", "mean_hint_share",
-    "parse_overrides", "parse_seeds", "protocol_text", "quickstart", "raw_config", "run_comparison", "run_name", "say",
-    "settings_for", "settings_from_args", "split_overrides", "split_steps", "stop_strings", "token_lengths",
-    "train_stage",
+    "ALIASES", "DEFAULTS", "PROTOCOLS", "QUICKSTART", "QUICKSTART_OUT", "RETRY_FAIL", "RUN_DEFAULTS", "SEQUENCES",
+    "TASK_DEFAULTS", "Arm", "ArmOverrides", "BaseModel", "Overrides", "PlannedRun", "Settings", "Stage",
+    "TokenLengths", "arm_settings", "arms_for", "base_key", "build_parser", "build_run_config", "distributions",
+    "estimate_steps", "eval_variants", "evaluate_base", "field_doc", "finished", "flops_per_step", "id_label", "main",
+    "mean_hint_share", "parse_overrides", "parse_seeds", "plan", "protocol_text", "quickstart", "raw_config",
+    "resolve", "run_comparison", "run_name", "run_settings_help", "say", "settings_for", "settings_from_args",
+    "shared_config", "split_steps", "task_stop_strings", "token_lengths", "train_stage",
 ]

@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
+from unift.catalog import first_sentence
 from unift.compare.runs import run_comparison, say
 from unift.compare.settings import (
+    ALIASES,
     DEFAULTS,
     PROTOCOLS,
+    RUN_DEFAULTS,
+    TASK_DEFAULTS,
     Overrides,
     Settings,
     arms_for,
+    field_doc,
     parse_overrides,
     settings_for,
 )
@@ -30,9 +37,10 @@ protocols (--match):
   The report plots every arm against both FLOPs and steps and prints each arm's actual FLOPs and
   steps.
 
-per-arm settings: --set ARM.KEY=VALUE changes one arm only, KEY being a Settings field or a dotted
-  RunConfig key: --set uft.lr=5e-5 --set rft.schedule=constant --set uft.sources.0.params.c_nll=1.0
-  (schedule: cosine | constant | linear | hold-cosine, the last constant until T_hint then cosine)
+per-arm settings: --set ARM.KEY=VALUE changes one arm only, KEY being a comparison setting, a short
+  name above or a dotted RunConfig key: --set uft.lr=5e-5 --set rft.schedule=constant
+  --set uft.sources.0.params.c_nll=1.0 (schedule: cosine | constant | linear | hold-cosine, the last
+  constant until T_hint then cosine)
 
 seeds: --seeds 0,1,2 trains every arm once per seed (runs/ARM-s0, runs/ARM-s1, ...; one seed:
   runs/ARM); the report gives the mean, the spread and the standard error over seeds.
@@ -44,13 +52,67 @@ examples:
   unift compare --report-only runs/compare-countdown"""
 
 
+def _shown(value: Any) -> str:
+    """A default as --set takes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, list) else str(value)
+
+
+def _row(head: str, doc: str) -> str:
+    """`head`, then `doc` wrapped in a column from 32 to 100 (below a head too long for its own column)."""
+    text = textwrap.fill(doc, 100, initial_indent=" " * 32, subsequent_indent=" " * 32)
+    return f"  {head}\n{text}" if len(head) >= 30 else f"  {head:<30}{text[32:]}"
+
+
+def run_settings_help(defaults: Settings) -> str:
+    """The run values --set takes by short name (`ALIASES`), and the RunConfig keys the comparison
+    sets (`RUN_DEFAULTS`), with this command's defaults, the task's own, and the first sentence of
+    the RunConfig field's docstring."""
+    short = {keys[0]: name for name, keys in ALIASES.items()}
+    rows = []
+    for key in dict.fromkeys([*short, *RUN_DEFAULTS]):
+        name = short.get(key, key)
+        default = "the task's own" if name == "stop_strings" else _shown(defaults.run.get(key, RUN_DEFAULTS.get(key)))
+        tasks = ", ".join(f"{t} {_shown(v[key])}" for t, v in TASK_DEFAULTS.items() if key in v)
+        keys = ALIASES.get(name, ())
+        target = f"{keys[0]}{''.join(f', and {k} unless set' for k in keys[1:])}: " if keys else ""
+        rows.append(_row(f"{name}={default}" + (f" ({tasks})" if tasks else ""),
+                         target + first_sentence(field_doc(key), 1000)))
+    rows.append(_row("gradient_checkpointing", "true | false; default: on for the arms that sample rollouts, off "
+                     "for the sft preset. " + first_sentence(field_doc("gradient_checkpointing"), 1000)))
+    return ("run settings (--set NAME=VALUE every arm, --set ARM.NAME=VALUE one arm): short names of RunConfig\n"
+            "keys, with this command's defaults (per task in brackets) and the RunConfig field's doc; any other\n"
+            "RunConfig key by its dotted name as `unift train` takes it (optim.warmup_steps=2,\n"
+            "sources.0.rollout.top_p=0.95, diagnostics_every=5):\n" + "\n".join(rows))
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help lists the run settings (`run_settings_help`) before its
+    epilog. They are rendered only when the help is shown: the RunConfig docstrings they quote
+    import the trainer's config (torch, transformers), seconds a run pays anyway but --help need not."""
+
+    def __init__(self, *args, run_defaults: Settings, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_defaults = run_defaults
+
+    def format_help(self) -> str:
+        epilog = self.epilog
+        self.epilog = run_settings_help(self.run_defaults) + ("\n\n" + epilog if epilog else "")
+        try:
+            return super().format_help()
+        finally:
+            self.epilog = epilog
+
+
 def build_parser(prog: str = "unift compare", defaults: Settings = DEFAULTS,
                  out: str = "runs/compare-TASK") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
+        run_defaults=defaults,
         description="Train several algorithms at the same optimiser steps or the same compute budget, evaluate "
-        "them on ID and OOD test sets along the way, and write an HTML report (defaults: `DEFAULTS` in "
-        "unift/compare/settings.py).",
+        "them on ID and OOD test sets along the way, and write an HTML report (defaults: `DEFAULTS`, "
+        "`RUN_DEFAULTS` and `TASK_DEFAULTS` in unift/compare/settings.py).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -72,7 +134,8 @@ def build_parser(prog: str = "unift compare", defaults: Settings = DEFAULTS,
     p.add_argument("--evals", type=int, help=f"evaluations per run (default {defaults.evals})")
     p.add_argument("--out", help=f"comparison directory (default {out})")
     p.add_argument("--set", action="append", default=[], metavar="[ARM.]KEY=VALUE", dest="sets",
-                   help="a Settings field (lr=1e-5, eval_n=256, stop_strings=[], ...) or a dotted RunConfig key "
+                   help="a comparison setting (evals=2, hint_nll=1.0), a short name of a RunConfig key (lr=1e-5, "
+                   "eval_n=256, stop_strings=[], ...: listed below) or a dotted RunConfig key "
                    "(optim.warmup_steps=2, sources.0.rollout.top_p=0.95); ARM. in front: that arm only; "
                    "repeatable")
     p.add_argument("--report-only", metavar="DIR", help="only (re)build the report of a comparison directory")
@@ -106,7 +169,7 @@ def settings_from_args(args, base: dict[str, Any] | None = None) -> tuple[Settin
     if args.ood:
         values["ood"] = {name: {"variant": name} for name in args.ood.split(",") if name}
     overrides = parse_overrides(args.sets)
-    values.update(overrides.settings)
+    values.update(overrides.values)
     return settings_for(values.pop("task", None), **values), overrides
 
 
@@ -153,11 +216,11 @@ QUICKSTART: dict[str, Any] = {
     "steps": 6,
     "hint_nll": 1.0,
     "evals": 1,
-    "eval_n": 64,
+    "eval.n": 64,
 }
-"""The quickstart's changes to `DEFAULTS`: SFT, RFT and UFT on easy Countdown with the embedded
-model at equal optimiser steps (the UFT paper's protocol), 6 steps of 8 prompts each, sized to
-finish in about 10 minutes on a 2-core CPU with native bf16 (9 min 44 s measured; 8 steps took
+"""The quickstart's changes to `DEFAULTS` and `RUN_DEFAULTS`: SFT, RFT and UFT on easy Countdown
+with the embedded model at equal optimiser steps (the UFT paper's protocol), 6 steps of 8
+prompts each, sized to finish in about 10 minutes on a 2-core CPU with native bf16 (9 min 44 s measured; 8 steps took
 12 min 57 s: an RL step costs ~35 s with its rollouts; docs/LOG.md, 2026-12-02). UFT's hint NLL weight is 1.0, not the
 paper's 0.001: on the validation split, 16 steps of UFT reached 3.9% pass@1 with 1.0 and 0.0%
 with 0.001 (docs/LOG.md, 2026-12-02; chosen there, never on test). Each arm is evaluated once, at

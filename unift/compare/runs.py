@@ -1,5 +1,5 @@
-"""Running a comparison: the base model's evaluation, one run config per stage, arm and seed,
-training what is not trained yet, the manifest, the report.
+"""Running a comparison: the base model's evaluation, one run config per stage, arm and seed
+(`plan`, `build_run_config`), training what is not trained yet, the manifest, the report.
 
     run_comparison(settings_for("countdown", match="steps", steps=50), arms_for(["sft", "uft"]),
                    Path("runs/compare-countdown"))
@@ -7,6 +7,7 @@ training what is not trained yet, the manifest, the report.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import json
@@ -21,6 +22,7 @@ import yaml
 from unift.compare.budget import TokenLengths, estimate_steps, flops_per_step, token_lengths
 from unift.compare.settings import (
     Arm,
+    ArmOverrides,
     Overrides,
     Settings,
     Stage,
@@ -28,7 +30,6 @@ from unift.compare.settings import (
     distributions,
     eval_variants,
     split_steps,
-    stop_strings,
 )
 
 
@@ -39,11 +40,11 @@ def say(text: str) -> None:
     Console(highlight=False).print(text)
 
 
-def _hint_nll(s: Settings, preset: str) -> dict:
+def _hint_nll(s: Settings, preset: str | None) -> dict:
     return {"params": {"c_nll": s.hint_nll}} if preset == "uft" and s.hint_nll is not None else {}
 
 
-def _samples(preset: str) -> bool:
+def _samples(preset: str | None) -> bool:
     """Whether a preset generates rollouts (the SFT preset trains on reference solutions only)."""
     from unift.rollout.presets import PRESETS
 
@@ -63,70 +64,58 @@ def stage_steps(s: Settings, stages: list[Stage]) -> list[int]:
     return split_steps(s.steps, [st.share for st in stages])
 
 
-def raw_config(s: Settings, stage: Stage, init: str, run_dir: Path, *, seed: int, steps: int = 0) -> dict:
-    """The YAML data of one run (before overrides and, under match=flops, the steps estimate).
-    `s.stop_strings` must be resolved (a list)."""
+def raw_config(s: Settings, stage: Stage | None, init: str, run_dir: Path, *, seed: int, steps: int = 0) -> dict:
+    """The data of one run's config (before, under match=flops, the steps estimate): what the
+    comparison decides for the run (its start, the task source and the stage's preset, steps or
+    FLOPs, when to evaluate and on what, seed, directory; gradient checkpointing on where the
+    preset samples rollouts), then the run values `s.run` by dotted key, then the stage's own
+    source settings. stage None: the settings every run shares (no preset)."""
+    from unift.config import set_dotted
     from unift.rollout.presets import merge
 
-    stops = list(s.stop_strings or [])
-    source = {
-        "name": s.task,
-        "kind": "task",
-        "task": s.task,
-        "variant": dict(s.variant),
-        "objective": "grpo",
-        "preset": stage.preset,
-        "batch_size": s.batch_size,
-        "rollout": {
-            "num_generations": s.num_generations,
-            "max_new_tokens": s.max_new_tokens,
-            "temperature": s.temperature,
-            "stop_strings": stops,
-            "viter": s.viter,
-            "num_problems": s.num_problems,
-        },
-    }
+    preset = stage.preset if stage else None
     by_steps = s.match == "steps"
-    evaluation = {
-        "task": s.task,
-        "variants": eval_variants(s),
-        "n": s.eval_n,
-        "split": s.eval_split,
-        "k": s.eval_k,
-        "viter": s.eval_viter,
-        "max_new_tokens": s.eval_max_new_tokens or s.max_new_tokens,
-        "every_flops": 0.0 if by_steps else s.budget / max(1, s.evals),
-        "every_steps": math.ceil(s.steps / max(1, s.evals)) if by_steps else 0,
-        "at_start": False,  # the base model is evaluated once, by `evaluate_base`
-        "stop_strings": stops,
-    }
-    return {
+    data = {
         "model": {"name": init},
-        "sources": [merge(merge(source, _hint_nll(s, stage.preset)), stage.source)],
-        "optim": {"lr": s.lr, "schedule": s.schedule, "warmup_steps": s.warmup_steps,
-                  "min_lr_ratio": s.min_lr_ratio},
+        "sources": [{"name": s.task, "kind": "task", "task": s.task, "variant": dict(s.variant), "objective": "grpo",
+                     "preset": preset, **_hint_nll(s, preset)}],
         "steps": steps or 1,  # match=flops without fixed steps: estimated by `build_run_config`
-        "max_flops": 0.0 if by_steps else s.budget * stage.share,
-        "eval": evaluation,
-        "max_length": s.max_length,
-        "precision": s.precision,
-        "gradient_checkpointing": _samples(stage.preset) if s.gradient_checkpointing is None
-        else s.gradient_checkpointing,
+        "max_flops": 0.0 if by_steps else s.budget * (stage.share if stage else 1.0),
+        "eval": {
+            "task": s.task,
+            "variants": eval_variants(s),
+            "every_flops": 0.0 if by_steps else s.budget / max(1, s.evals),
+            "every_steps": math.ceil(s.steps / max(1, s.evals)) if by_steps else 0,
+            "at_start": False,  # the base model is evaluated once, by `evaluate_base`
+        },
+        "gradient_checkpointing": _samples(preset),
         "seed": seed,
         "output_dir": str(run_dir),
-        "progress": s.progress,
     }
+    for key, value in s.run.items():
+        set_dotted(data, key, copy.deepcopy(value))
+    if stage and stage.source:
+        data["sources"][0] = merge(data["sources"][0], stage.source)
+    return data
 
 
-def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: Path, overrides: list[str],
-                     model, lengths: TokenLengths, *, seed: int = 0, steps: int = 0):
-    """The run's RunConfig (dotted overrides applied; presets by the source config itself), its
-    `steps` sized from the budget unless fixed (`steps` > 0), written to `path` (`unift train
-    path` re-runs it). -> (RunConfig, estimated FLOPs per step); model: a `ModelFlops`."""
+def shared_config(s: Settings):
+    """The run config of `s` without a stage (no preset): the values every run shares, which the
+    base model's evaluation uses (test sets, n, split, k, viter, lengths, stop strings, precision)."""
+    from unift.config import build_config
+
+    return build_config(raw_config(s, None, s.model, Path("base"), seed=s.seeds[0]), where="settings")
+
+
+def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: Path, model, lengths: TokenLengths,
+                     *, seed: int = 0, steps: int = 0):
+    """The run's RunConfig (presets applied by the source config itself), its `steps` sized from
+    the budget unless fixed (`steps` > 0), written to `path` (`unift train path` re-runs it).
+    -> (RunConfig, estimated FLOPs per step); model: a `ModelFlops`."""
     from unift.config import build_config, dump_config
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = build_config(raw_config(s, stage, init, run_dir, seed=seed, steps=steps), overrides, where=str(path))
+    config = build_config(raw_config(s, stage, init, run_dir, seed=seed, steps=steps), where=str(path))
     per_step = flops_per_step(config, model, lengths, s.rollout_fill)
     if not steps:
         config.steps = estimate_steps(config.max_flops, per_step)
@@ -158,15 +147,13 @@ def _plain(data: dict) -> dict:
     return yaml.safe_load(yaml.safe_dump(json.loads(json.dumps(data))))
 
 
-def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path: Path, overrides: list[str],
-                model, lengths: TokenLengths, *, head: str, seed: int = 0, steps: int = 0,
-                force: bool = False) -> bool:
+def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path: Path, model, lengths: TokenLengths,
+                *, head: str, seed: int = 0, steps: int = 0, force: bool = False) -> bool:
     """Train one run unless run_dir already holds it (force: train anyway). -> whether it trained.
     model: the `ModelFlops` of the steps estimate; steps: fixed steps (0: estimate them)."""
     from unift.train.run import train
 
-    config, per_step = build_run_config(s, stage, init, run_dir, config_path, overrides, model, lengths,
-                                        seed=seed, steps=steps)
+    config, per_step = build_run_config(s, stage, init, run_dir, config_path, model, lengths, seed=seed, steps=steps)
     if not force and finished(run_dir, config):
         say(f"{head}: already trained in {run_dir}")
         return False
@@ -194,29 +181,34 @@ class BaseModel:
     tokenizer: Any
 
 
+def base_key(s: Settings) -> dict:
+    """What the base model's evaluation depends on, as every run evaluates (`shared_config`): a
+    saved one with the same key (out/base/key.json) is reused."""
+    ev = shared_config(s).eval
+    return {"model": s.model, "variants": ev.variants, "n": ev.n, "split": ev.split, "k": ev.k, "viter": ev.viter,
+            "max_new_tokens": ev.max_new_tokens, "stop_strings": list(ev.stop_strings or [])}
+
+
 def evaluate_base(s: Settings, out: Path) -> BaseModel:
-    """Evaluate the initial model once (step 0, 0 FLOPs) into out/base/evals.jsonl, with the
-    comparison's stop strings (`s.stop_strings`, resolved to a list)."""
+    """Evaluate the initial model once (step 0, 0 FLOPs) into out/base/evals.jsonl, as every run
+    evaluates (`shared_config`: test sets, n, split, k, viter, length, stop strings, precision)."""
     from unift import models, precision
     from unift.evaluate import evaluate_variants
     from unift.train.flops import ModelFlops
 
+    config = shared_config(s)
     model, tokenizer = models.load(s.model)
-    dtype = precision.choose(s.precision, *precision.model_shapes(model.config)).rollout  # as the runs
+    dtype = precision.choose(config.precision, *precision.model_shapes(model.config)).rollout  # as the runs
     info = BaseModel(ModelFlops.from_model(model), models.num_parameters(model), tokenizer)
-    base = out / "base"
-    stops = list(s.stop_strings or [])
-    key = {"model": s.model, "variants": eval_variants(s), "n": s.eval_n, "split": s.eval_split, "k": s.eval_k,
-           "viter": s.eval_viter, "max_new_tokens": s.eval_max_new_tokens or s.max_new_tokens,
-           "stop_strings": stops}
+    base, key = out / "base", base_key(s)
     if (base / "evals.jsonl").exists() and (base / "key.json").exists() \
             and json.loads((base / "key.json").read_text()) == key:
         return info
     base.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = evaluate_variants(model, tokenizer, s.task, key["variants"], s.eval_n, split=s.eval_split,
-                                k=s.eval_k, viter=s.eval_viter,
-                                max_new_tokens=key["max_new_tokens"], dtype=dtype, stop_strings=stops)
+    results = evaluate_variants(model, tokenizer, s.task, key["variants"], key["n"], split=key["split"], k=key["k"],
+                                viter=key["viter"], max_new_tokens=key["max_new_tokens"], dtype=dtype,
+                                stop_strings=key["stop_strings"])
     with (base / "evals.jsonl").open("w") as f:
         for label, metrics in results.items():
             f.write(json.dumps({"step": 0, "flops": 0.0, "label": label, **metrics}) + "\n")
@@ -231,31 +223,70 @@ def evaluate_base(s: Settings, out: Path) -> BaseModel:
 def protocol_text(s: Settings) -> str:
     """One line naming the protocol of a comparison."""
     if s.match == "steps":
-        return (f"step-matched: every arm {s.steps} optimiser steps of {s.batch_size} prompts, no FLOP limit "
-                "(the UFT paper's protocol)")
+        return (f"step-matched: every arm {s.steps} optimiser steps of {s.value('batch_size')} prompts, no FLOP "
+                "limit (the UFT paper's protocol)")
     return (f"FLOP-matched: every arm {s.budget:.3g} training FLOPs, steps estimated from the budget "
             "(the SFT-vs-RL study's protocol)")
 
 
-def run_comparison(s: Settings, arms: list[Arm], out: Path, overrides: list[str] | Overrides = (), *,
+@dataclass
+class PlannedRun:
+    """One run of a comparison."""
+
+    name: str
+    """Its name: runs/NAME, configs/NAME.yaml (`run_name`)."""
+    arm: str
+    seed: int
+    stage: Stage
+    index: int
+    """The stage's place in its arm (0: the first, starting from the comparison's model)."""
+    settings: Settings
+    """The arm's settings (`arm_settings`)."""
+    init: str
+    """The model it starts from: the comparison's, or the previous stage's run directory."""
+    dir: str
+    """Its run directory, relative to the comparison's."""
+    steps: int
+    """Fixed optimiser steps (0: estimated from the budget)."""
+
+
+def plan(s: Settings, arms: list[Arm], out: Path, own: Overrides | None = None) -> list[PlannedRun]:
+    """Every run of a comparison in training order: seed-major (a first full set of arms early),
+    each arm's stages in sequence, each stage starting from the one before. Fails, before any
+    model loads, on settings or a run config no run could use."""
+    from unift.config import build_config, validate
+
+    per_arm = arm_settings(s, own or Overrides(), arms)
+    steps = {arm.name: stage_steps(per_arm[arm.name], arm.stages) for arm in arms}
+    runs = []
+    for seed in s.seeds:
+        for arm in arms:
+            init = s.model
+            for i, (stage, n) in enumerate(zip(arm.stages, steps[arm.name], strict=True)):
+                name = run_name(arm.name, arm.stages, i, seed, s.seeds)
+                runs.append(PlannedRun(name, arm.name, seed, stage, i, per_arm[arm.name], init, f"runs/{name}", n))
+                validate(build_config(raw_config(per_arm[arm.name], stage, init, out / runs[-1].dir, seed=seed,
+                                                 steps=n), where=f"run {name}"))
+                init = str(out / runs[-1].dir)
+    return runs
+
+
+def run_comparison(s: Settings, arms: list[Arm], out: Path, own: Overrides | None = None, *,
                    title: str | None = None, command: str = "", report: dict | None = None) -> Path:
     """Evaluate the base model, train every arm's stages in sequence once per seed, write the
-    report. overrides: dotted RunConfig keys of every run, or `Overrides` (per-arm ones too).
+    report. own: the --set items of single arms (`Overrides.arms`; the every-arm values of an
+    `Overrides` must already be in `s`, as `settings_from_args` puts them).
     report: extra manifest entries for the report (e.g. figures, reference, notes).
     Returns the report's path."""
     from unift import tasks
     from unift.report import build_report
 
-    if not isinstance(overrides, Overrides):
-        overrides = Overrides(run=list(overrides))
+    own = own or Overrides()
     out.mkdir(parents=True, exist_ok=True)
     tasks.get(s.task, **s.variant)  # fail early on a bad variant
     for v in s.ood.values():
         tasks.get(s.task, **v)
-    s = dataclasses.replace(s, stop_strings=stop_strings(s))
-    per_arm = {name: (dataclasses.replace(a, stop_strings=stop_strings(a)), o)
-               for name, (a, o) in arm_settings(s, overrides, arms).items()}
-    steps = {arm.name: stage_steps(per_arm[arm.name][0], arm.stages) for arm in arms}  # fails early
+    runs = plan(s, arms, out, own)
     base = evaluate_base(s, out)
     lengths = token_lengths(base.tokenizer, tasks.get(s.task, **s.variant), seed=s.seeds[0])
     what = f"{s.steps} steps" if s.match == "steps" else f"{s.budget:.3g} FLOPs"
@@ -278,40 +309,30 @@ def run_comparison(s: Settings, arms: list[Arm], out: Path, overrides: list[str]
         "base": "base",
         "reference": "500 steps of 256 prompts x 4 rollouts in the UFT paper's reference runs",
         **(report or {}),
-        "arms": [],
+        "arms": [_manifest_arm(arm, runs, s.seeds, own.arms.get(arm.name, ArmOverrides())) for arm in arms],
     }
-    for arm in arms:
-        entry: dict[str, Any] = {"name": arm.name, "seeds": []}
-        own = overrides.arms.get(arm.name)
-        if own:
-            entry["set"] = own.items
-        for seed in s.seeds:
-            runs = []
-            for i, (stage, n) in enumerate(zip(arm.stages, steps[arm.name], strict=True)):
-                name = run_name(arm.name, arm.stages, i, seed, s.seeds)
-                runs.append({"name": name, "dir": f"runs/{name}", "preset": stage.preset, "share": stage.share,
-                             **({"steps": n} if n else {})})
-            entry["seeds"].append({"seed": seed, "runs": runs})
-        manifest["arms"].append(entry)
     (out / "compare.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
-    total = sum(len(a.stages) for a in arms) * len(s.seeds)
-    done = 0
-    for seed in s.seeds:  # seed-major: a first full set of arms early
-        for arm, entry in zip(arms, manifest["arms"], strict=True):
-            sa, run_overrides = per_arm[arm.name]
-            chain = next(c for c in entry["seeds"] if c["seed"] == seed)
-            init, retrained = s.model, False
-            for stage, run, n in zip(arm.stages, chain["runs"], steps[arm.name], strict=True):
-                done += 1
-                run_dir = out / run["dir"]
-                head = f"[{done}/{total}] [bold]{run['name']}[/] ({stage.preset})"
-                # a retrained stage changes the start of the next ones: train them again too
-                retrained |= train_stage(sa, stage, init, run_dir, out / "configs" / f"{run['name']}.yaml",
-                                         run_overrides, base.flops, lengths, head=head, seed=seed, steps=n,
-                                         force=retrained)
-                init = str(run_dir)
+    retrained = False
+    for done, run in enumerate(runs, 1):
+        if run.index == 0:
+            retrained = False
+        head = f"[{done}/{len(runs)}] [bold]{run.name}[/] ({run.stage.preset})"
+        # a retrained stage changes the start of the next ones: train them again too
+        retrained |= train_stage(run.settings, run.stage, run.init, out / run.dir, out / "configs" / f"{run.name}.yaml",
+                                 base.flops, lengths, head=head, seed=run.seed, steps=run.steps, force=retrained)
     return build_report(out)
+
+
+def _manifest_arm(arm: Arm, runs: list[PlannedRun], seeds: list[int], own: ArmOverrides) -> dict:
+    """An arm's manifest entry: its own --set items, and per seed its runs."""
+    entry: dict[str, Any] = {"name": arm.name, **({"set": own.items} if own.items else {}), "seeds": []}
+    for seed in seeds:
+        chain = [r for r in runs if r.arm == arm.name and r.seed == seed]
+        entry["seeds"].append({"seed": seed, "runs": [
+            {"name": r.name, "dir": r.dir, "preset": r.stage.preset, "share": r.stage.share,
+             **({"steps": r.steps} if r.steps else {})} for r in chain]})
+    return entry
 
 
 def last_eval_line(run_dir: Path) -> str:

@@ -1,13 +1,19 @@
 """Records: the four offline kinds in TRL's column conventions, validated row by row.
 
-    demonstration  {"prompt", "completion"}  or  {"messages": [{"role", "content"}, ...]}
-    preference     {"prompt", "chosen", "rejected"}
+    demonstration  {"prompt", "completion"}  or  {"messages": [{"role", "content"}, ...]}  or  {"text"}
+    preference     {"prompt", "chosen", "rejected"}  or  {"chosen", "rejected"} (implicit prompt)
     binary         {"prompt", "completion", "label": true | false}
     score          {"prompt", "completion", "score": float in [0, 1]}
 
 Prompts and completions are plain strings (used as raw text) or lists of chat messages (rendered
-with the model's chat template). Every row is checked when loaded; a bad row raises
-`RecordError` naming the file, the line and the field. Nothing is skipped silently.
+with the model's chat template). `text` is plain language modelling: the loss covers every token
+(TRL's SFTTrainer on a `text` column). `messages` train every assistant turn after the first
+non-assistant message, or only the last with `assistant_turns="last"` (`ASSISTANT_TURNS`); the
+record's prompt is then the conversation before the first trained turn and its completion the
+rest, other roles included (`unift.data.tokenize` masks them). A preference row without `prompt`
+takes the longest common prefix of `chosen` and `rejected` as its prompt (TRL's `extract_prompt`).
+Every row is checked when loaded; a bad row raises `RecordError` naming the file, the line (or the
+row of a dataset) and the field. Nothing is skipped silently.
 
 What a row must be, beyond its columns: UTF-8 text without lone surrogates; message roles among
 `ROLES`, and only `assistant` in a completion; no empty prompt or completion; `messages` or
@@ -28,6 +34,8 @@ from typing import Any
 KINDS = ("demonstration", "preference", "binary", "score")
 ROLES = ("system", "user", "assistant", "tool")
 COMPLETION_FIELDS = ("completion", "chosen", "rejected")
+ASSISTANT_TURNS = ("all", "last")
+"""Which assistant turns of a `messages` record carry the loss (`SourceConfig.assistant_turns`)."""
 MAX_RECORD_CHARS = 200_000
 """Default cap on a record's characters of text (`RunConfig.max_record_chars`)."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -98,7 +106,9 @@ def _check_text(row: dict, field: str, where: str, roles: tuple[str, ...] = ROLE
                       f"got {short(value)}")
 
 
-def _split_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
+def _split_messages(row: dict, where: str, turns: str) -> tuple[list[dict], list[dict]]:
+    """(prompt, completion): the completion opens at the first trained assistant turn, the first
+    after a non-assistant message (turns="all") or the last one (turns="last")."""
     messages = _check_text(row, "messages", where)
     if isinstance(messages, str):
         raise RecordError(f"{where}: field 'messages' must be a list of chat messages")
@@ -108,7 +118,11 @@ def _split_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
         raise RecordError(f"{where}: field 'messages': needs a prompt before the assistant message")
     if not messages[-1]["content"]:
         raise RecordError(f"{where}: field 'messages': the assistant's message (the completion) is empty")
-    return messages[:-1], messages[-1:]
+    if turns == "last":
+        start = len(messages) - 1
+    else:  # an opening assistant message (a greeting) has no prompt to answer: it stays context
+        start = next(i for i, m in enumerate(messages) if i > 0 and m["role"] == "assistant")
+    return messages[:start], messages[start:]
 
 
 def _number(row: dict, field: str, where: str) -> float:
@@ -134,14 +148,18 @@ def _chars(text: Text | None) -> int:
     return len(text) if isinstance(text, str) else sum(len(m["content"]) for m in text)
 
 
-def parse_record(row: Any, kind: str, where: str, max_chars: int | None = MAX_RECORD_CHARS) -> Record:
+def parse_record(row: Any, kind: str, where: str, max_chars: int | None = MAX_RECORD_CHARS,
+                 assistant_turns: str = "all") -> Record:
     """Validate one row of the given kind; `where` is e.g. 'data.jsonl:12'. A record of more than
-    `max_chars` characters of text is refused (None: no cap)."""
+    `max_chars` characters of text is refused (None: no cap). `assistant_turns`: which turns of a
+    `messages` row are trained (`ASSISTANT_TURNS`)."""
     if kind not in KINDS:
         raise RecordError(f"{where}: unknown record kind {kind!r}; expected one of {KINDS}")
+    if assistant_turns not in ASSISTANT_TURNS:
+        raise ValueError(f"assistant_turns: expected one of {', '.join(ASSISTANT_TURNS)}, got {short(assistant_turns)}")
     if not isinstance(row, dict):
         raise RecordError(f"{where}: a record must be a JSON object, got {type(row).__name__}")
-    record = _parse(row, kind, where)
+    record = _parse(row, kind, where, assistant_turns)
     size = sum(_chars(t) for t in (record.prompt, record.completion, record.chosen, record.rejected))
     if max_chars is not None and size > max_chars:
         raise RecordError(f"{where}: the record has {size:,} characters of text, over max_record_chars "
@@ -149,23 +167,27 @@ def parse_record(row: Any, kind: str, where: str, max_chars: int | None = MAX_RE
     return record
 
 
-def _parse(row: dict, kind: str, where: str) -> Record:
+def _parse(row: dict, kind: str, where: str, turns: str) -> Record:
     if "messages" in row and ("prompt" in row or "completion" in row):
         raise RecordError(f"{where}: the row has both 'messages' and 'prompt'/'completion'; use one or the other")
     if kind == "demonstration":
+        if "text" in row:
+            return Record(kind, "", completion=_text(row, where), where=where)
         if "messages" in row:
-            prompt, completion = _split_messages(row, where)
+            prompt, completion = _split_messages(row, where, turns)
             return Record(kind, prompt, completion=completion, where=where)
         return Record(kind, _check_text(row, "prompt", where),
                       completion=_check_text(row, "completion", where, ("assistant",)), where=where)
-    prompt = _check_text(row, "prompt", where)
     if kind == "preference":
-        chosen = _check_text(row, "chosen", where, ("assistant",))
-        rejected = _check_text(row, "rejected", where, ("assistant",))
-        if chosen == rejected:  # a data error, not a tie to learn from: see docs/RELIABILITY.md
-            raise RecordError(f"{where}: fields 'chosen' and 'rejected' are identical: the pair states no "
-                              "preference and its pairwise loss has zero gradient; drop the row")
+        if "prompt" not in row and "chosen" in row and "rejected" in row:
+            prompt, chosen, rejected = _implicit_prompt(row, where)
+        else:
+            prompt = _check_text(row, "prompt", where)
+            chosen = _check_text(row, "chosen", where, ("assistant",))
+            rejected = _check_text(row, "rejected", where, ("assistant",))
+            _check_differ(chosen, rejected, where)
         return Record(kind, prompt, chosen=chosen, rejected=rejected, where=where)
+    prompt = _check_text(row, "prompt", where)
     completion = _check_text(row, "completion", where, ("assistant",))
     if kind == "binary":
         label = row.get("label")
@@ -176,6 +198,56 @@ def _parse(row: dict, kind: str, where: str) -> Record:
     if not 0.0 <= score <= 1.0:
         raise RecordError(f"{where}: field 'score' must lie in [0, 1] (rescale your scores), got {score!r}")
     return Record(kind, prompt, completion=completion, target=score, where=where)
+
+
+def _text(row: dict, where: str) -> str:
+    """A `text` row: plain language modelling, the loss on every token (prompt "")."""
+    others = [f for f in ("messages", "prompt", "completion") if f in row]
+    if others:
+        raise RecordError(f"{where}: the row has both 'text' and {short(others)}; use one or the other")
+    text = _check_text(row, "text", where)
+    if not isinstance(text, str):
+        raise RecordError(f"{where}: field 'text' must be a string (chat data goes in 'messages')")
+    return text
+
+
+def _check_differ(chosen: Text, rejected: Text, where: str) -> None:
+    if chosen == rejected:  # a data error, not a tie to learn from: see docs/RELIABILITY.md
+        raise RecordError(f"{where}: fields 'chosen' and 'rejected' are identical: the pair states no "
+                          "preference and its pairwise loss has zero gradient; drop the row")
+
+
+def _shared_prefix(a: Text, b: Text) -> int:
+    """Length of the longest common prefix (characters, or messages); a shared prefix of text that
+    ends in a space leaves the space to the completions, as TRL's `extract_prompt` does."""
+    n = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return n - 1 if isinstance(a, str) and n and a[n - 1] == " " else n
+
+
+def _implicit_prompt(row: dict, where: str) -> tuple[Text, Text, Text]:
+    """(prompt, chosen, rejected) of a preference row without `prompt`: the prompt is what
+    `chosen` and `rejected` share from their start; the rest of each must be the assistant's."""
+    chosen, rejected = _check_text(row, "chosen", where), _check_text(row, "rejected", where)
+    if isinstance(chosen, str) != isinstance(rejected, str):
+        raise RecordError(f"{where}: fields 'chosen' and 'rejected' must both be text or both chat messages "
+                          "to share an implicit prompt")
+    _check_differ(chosen, rejected, where)
+    n = _shared_prefix(chosen, rejected)
+    if n == 0:
+        raise RecordError(f"{where}: missing field 'prompt', and 'chosen' and 'rejected' share no opening "
+                          f"{'text' if isinstance(chosen, str) else 'message'} to serve as the implicit prompt")
+    unit = "characters" if isinstance(chosen, str) else "messages"
+    for field, value in (("chosen", chosen), ("rejected", rejected)):
+        rest = value[n:]
+        if not rest or isinstance(rest, list) and not any(m["content"] for m in rest):
+            raise RecordError(f"{where}: field {field!r} has no reply after the implicit prompt (its first {n} "
+                              f"{unit}, shared with the other field)")
+        for i, msg in enumerate(rest if isinstance(rest, list) else []):
+            if msg["role"] != "assistant":
+                raise RecordError(f"{where}: field {field!r}[{n + i}]: role {short(msg['role'])} after the implicit "
+                                  f"prompt (the first {n} messages, shared with the other field); the reply must be "
+                                  "the assistant's")
+    return chosen[:n], chosen[n:], rejected[n:]
 
 
 def read_jsonl(path: str | Path, max_chars: int | None = MAX_RECORD_CHARS):
@@ -224,14 +296,31 @@ def _json(text: str, where: str):
         raise RecordError(f"{where}: invalid JSON: nested too deeply") from None
 
 
-def load_jsonl(path: str | Path, kind: str, max_chars: int | None = MAX_RECORD_CHARS) -> list[Record]:
+def load_jsonl(path: str | Path, kind: str, max_chars: int | None = MAX_RECORD_CHARS,
+               assistant_turns: str = "all") -> list[Record]:
     """Read and validate every line of a JSONL file; blank lines are allowed, nothing else is skipped."""
-    records = [parse_record(row, kind, where, max_chars) for where, row in read_jsonl(path, max_chars)]
+    records = [parse_record(row, kind, where, max_chars, assistant_turns) for where, row in read_jsonl(path, max_chars)]
     if not records:
         raise RecordError(f"{path}: no records")
     return records
 
 
-def from_rows(rows, kind: str, name: str = "dataset", max_chars: int | None = MAX_RECORD_CHARS) -> list[Record]:
-    """Validate rows from any iterable of dicts, e.g. a `datasets.Dataset`."""
-    return [parse_record(dict(row), kind, f"{name}[{i}]", max_chars) for i, row in enumerate(rows)]
+def from_rows(rows, kind: str, name: str = "dataset", max_chars: int | None = MAX_RECORD_CHARS,
+              assistant_turns: str = "all") -> list[Record]:
+    """Validate rows from any iterable of dicts, e.g. a `datasets.Dataset`; an error names
+    '<name>, row <i>' (i counted from 0, as `dataset[i]`). Nulls are dropped first (`without_nulls`)."""
+    return [parse_record(without_nulls(dict(row)), kind, f"{name}, row {i}", max_chars, assistant_turns)
+            for i, row in enumerate(rows)]
+
+
+def without_nulls(row: dict) -> dict:
+    """The row without None values, at the top and inside chat messages. Arrow gives every row
+    all the columns of its table (and every message all the keys of any message): the ones a row
+    lacks come back None, and dropping them lets the checks report a missing field as missing."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, list):
+            value = [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m for m in value]
+        if value is not None:
+            out[key] = value
+    return out

@@ -27,6 +27,7 @@ from unift.objectives.policy_gradient import (
     ppo_clip_loss,
     ufthint_loss,
 )
+from unift.objectives.ppo import explained_variance, gae, last_token_rewards, value_loss, whiten
 from unift.objectives.sft import sft_nll
 from unift.objectives.uft_implicit import (
     token_implicit_rewards,
@@ -51,6 +52,8 @@ __all__ = [
     "dpo_loss",
     "dpo_with_sft",
     "entropy_bonus",
+    "explained_variance",
+    "gae",
     "group_advantages",
     "implicit_reward",
     "pair_stats",
@@ -58,6 +61,7 @@ __all__ = [
     "kl_k1",
     "kl_k2",
     "kl_k3",
+    "last_token_rewards",
     "ppo_clip_loss",
     "sequence_logps",
     "sft_nll",
@@ -68,4 +72,6 @@ __all__ = [
     "una_binary",
     "una_pairwise",
     "una_score",
+    "value_loss",
+    "whiten",
 ]

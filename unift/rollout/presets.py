@@ -13,6 +13,10 @@ wins; `SourceConfig.__post_init__` applies them, from YAML and from Python alike
               reference code's stage baseline keeps it).
 - sft:        the whole reference solution, NLL only, no rollouts.
 - sft-rft is two runs (SFT, then RFT from its output, splitting the budget): `unift compare`.
+- ppo:        PPO with a learned critic (docs/methods.md section 9): a value head on the policy,
+              GAE(gamma 1, lambda 0.95) over completion tokens from the reward at the last one,
+              advantages whitened per mini-batch, cleanrl's clipped value loss (c_vf 0.5, clip
+              0.2); KL and entropy as `rft`, so the two differ only in the advantage.
 
 Methods that mix demonstrations into RL in one stage (docs/methods.md section 8), each with the
 settings of its official scripts where unift has them (no KL where they run none):
@@ -42,6 +46,8 @@ _RL = {"c_kl": 0.001, "c_ent": 0.001}
 # the advantage, the policy-gradient sum divided by a constant length (loss_remove_token_mean).
 _NO_KL = {"c_kl": 0.0, "c_ent": 0.001, "c_nll": 0.0}
 _LUFFY_RL = {"params": {**_NO_KL, "aggregation": "constant"}, "rollout": {"scale_rewards": "none"}}
+# cleanrl's ppo.py (norm_adv, clip_vloss, vf_coef 0.5, clip_coef 0.2), per token with gamma 1
+_PPO = {"adv_estimator": "gae", "gamma": 1.0, "gae_lambda": 0.95, "c_vf": 0.5, "vf_clip": 0.2, "norm_adv": True}
 
 PRESETS: dict[str, dict] = {
     "rft": {"rollout": {"hint": {"schedule": "none"}}, "params": {**_RL, "c_nll": 0.0}},
@@ -53,6 +59,7 @@ PRESETS: dict[str, dict] = {
         "rollout": {"hint": {"schedule": "full"}, "policy_gradient": False},
         "params": {"c_nll": 1.0, "c_kl": 0.0, "c_ent": 0.0},
     },
+    "ppo": {"rollout": {"hint": {"schedule": "none"}}, "params": {**_RL, "c_nll": 0.0, **_PPO}},
     # -- demonstrations mixed into RL (docs/methods.md section 8) --
     "luffy": {
         "rollout": {**_LUFFY_RL["rollout"], "expert": {"per_group": 1}},

@@ -15,11 +15,21 @@ With `viter: N > 1` (verification iterations), a failed attempt continues the co
 with the verifier's feedback and the model retries, up to N graded attempts; every attempt is a
 training row with its own reward, grouped with the other rows of its prompt for the advantage.
 
+Reward functions (`unift.rollout.rewards`): TRL-style functions called once per rollout batch
+on all its rows, before the gate; each row's reward becomes the weighted sum of their rewards
+and the verifier's, while `correct` stays the verifier's.
+
+Dynamic sampling (`dynamic_sampling`, DAPO): groups whose rewards are all equal (so all their
+advantages are 0) are dropped and new problems rolled out in their place, for up to
+`max_resample_batches` more rounds; groups that train without the advantage (hint NLL, expert and
+SFT rows) are kept. The extra rounds' compute is in `flops/rollout`.
+
 Mini-batches (`mini_batches: m`): one rollout batch of m x batch_size prompts is generated at
 once, its advantages computed over the whole of it, and it is served batch_size prompts at a
 time to m successive micro-batch draws (one optimiser step each without gradient accumulation),
 `ppo_epochs` times over. pi_old, the policy that generated the rollouts, scores the later
-mini-batches before the first update (`old_logps`); the first is on-policy.
+mini-batches before the first update (`old_logps`, and PPO's V_old `old_values`); the first is
+on-policy.
 
 Demonstrations in the same stage (`unift.rollout.demos`, docs/methods.md section 8), each off
 unless configured, applied in this order after the policy's own rollouts are scored:
@@ -36,6 +46,7 @@ Expert tokens (expert completions, prefixes) are marked `expert_mask`; the objec
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -56,6 +67,7 @@ from unift.rollout.demos import (
     question_with_hint,
 )
 from unift.rollout.hints import HintSpec, cut_points, hint_p, make_hint, sample_hint_length
+from unift.rollout.rewards import TASK, RewardFuncs, TrainerState, nanmean
 
 
 @dataclass
@@ -100,6 +112,14 @@ class RolloutSpec:
     """Per-prompt RL or SFT by the group's correct count (HPT, SuperRL: switch; ReLIFT: buffer)."""
     question_hint: QuestionHintSpec = field(default_factory=QuestionHintSpec)
     """Part of the solution in the question of hard problems (QuestA)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: a group whose rewards are all equal (zero advantage) is dropped
+    and replaced by a new prompt's group, for up to `max_resample_batches` more generation
+    rounds; groups with hint, expert or SFT tokens are kept (docs/methods.md section 6.7)."""
+    max_resample_batches: int = 3
+    """Dynamic sampling: most extra generation rounds per rollout batch (DAPO's
+    max_num_gen_batches, less the first); at the limit the batch trains with the groups it has
+    (at least one per mini-batch); 0: drop without refilling."""
 
     def own_rollouts(self) -> int:
         """Rollouts sampled per prompt from the prompt alone: G minus expert and prefix rows."""
@@ -123,6 +143,48 @@ class Row:
     baseline: bool = True
     """Counts in its group's reward mean and std (prefix rollouts and CHORD's extra expert rows
     do not)."""
+    messages: list | None = None
+    """The conversation the row answers, as chat messages (reward functions' `prompts`)."""
+    answer: str = ""
+    """The assistant's turn as the verifier scored it (hint or prefix text + completion text)."""
+    parts: dict | None = None
+    """With reward functions: each reward term by name, the verifier's `task` included
+    (`unift.rollout.rewards`); `reward` is their weighted sum (NaN: no term scored the row)."""
+
+
+@dataclass
+class Drawn:
+    """The rows of a rollout batch before it is cut into mini-batches: its problems, each one's
+    hint (text, k, number of cut points), its rows (`Row.group` indexes `problems`), the rows the
+    policy sampled before the gate (reward metrics), the gated prompts and ReLIFT's SFT batches."""
+
+    problems: list[dict]
+    hints: list[tuple[str, int, int]]
+    rows: list[Row]
+    sampled: list[Row]
+    gated: set[int]
+    extra: list[RolloutBatch]
+
+    def select(self, groups: list[int]) -> Drawn:
+        """Only `groups` (indices of problems), renumbered 0.. in the order given."""
+        new = {g: j for j, g in enumerate(groups)}
+
+        def keep(rows: list[Row]) -> list[Row]:
+            return [dataclasses.replace(r, group=new[r.group]) for r in rows if r.group in new]
+
+        return Drawn([self.problems[g] for g in groups], [self.hints[g] for g in groups], keep(self.rows),
+                     keep(self.sampled), {new[g] for g in self.gated if g in new}, self.extra)
+
+    def __add__(self, other: Drawn) -> Drawn:
+        """`other`'s groups after these (renumbered)."""
+        n = len(self.problems)
+
+        def shift(rows: list[Row]) -> list[Row]:
+            return [dataclasses.replace(r, group=r.group + n) for r in rows]
+
+        return Drawn(self.problems + other.problems, self.hints + other.hints, self.rows + shift(other.rows),
+                     self.sampled + shift(other.sampled), self.gated | {g + n for g in other.gated},
+                     self.extra + other.extra)
 
 
 @dataclass
@@ -158,21 +220,39 @@ class RolloutBatch:
     mini-batches) or at the first use (the first, on-policy one)."""
     ref_logps: torch.Tensor | None = None
     """pi_ref's log-probs, computed once and kept for later PPO epochs."""
+    old_values: torch.Tensor | None = None
+    """V_old, the value head's per-token values when the rows were generated (PPO's critic,
+    docs/methods.md section 9): scored with pi_old, or at the first use."""
     stats: dict = field(default_factory=dict)
     """Rollout metrics of these rows (reward_mean, reward_by_k/..., rollout_tokens, flops/rollout)."""
     samples: list[dict] = field(default_factory=list)
     """A few decoded prompt / hint / completion / reward rows for samples.jsonl."""
 
+    def on_policy(self, logps: torch.Tensor, values: torch.Tensor | None = None) -> None:
+        """At the rows' first use: pi_old (and V_old) that no earlier scoring set are the current
+        policy's (and value head's), detached; later PPO epochs reuse them."""
+        if self.old_logps is None:
+            self.old_logps = logps.detach()
+        if self.old_values is None and values is not None:
+            self.old_values = values.detach()
+
 
 class TaskRollout:
     """Turns problems into training mini-batches (see the module docstring)."""
 
-    def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int, flops=None, score=None):
+    def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int, flops=None, score=None,
+                 rewards: RewardFuncs | None = None, refill=None, global_sum=None):
         """flops: a `unift.train.flops.ModelFlops` to count the rollouts' compute with;
         score: Batch -> TokenLogps of the current policy without gradient (pi_old of the later
-        mini-batches)."""
+        mini-batches; with PPO's value head, V_old in its `values`);
+        rewards: reward functions beside (or instead of) the verifier's reward;
+        refill: () -> this process's share of a new draw of as many problems as the first
+        (dynamic sampling); global_sum: a number -> its sum over processes (identity for one),
+        so that every process takes the same refill rounds and the counts are global."""
         self.task, self.spec, self.tokenizer, self.engine = task, spec, tokenizer, engine
-        self.flops, self.score = flops, score
+        self.flops, self.score, self.rewards = flops, score, rewards
+        self.refill, self.global_sum = refill, global_sum or (lambda x: x)
+        self._synced = False
         self.rng = random.Random(seed)
         self.queue: list[tuple[RolloutBatch, int]] = []  # (mini-batch, epoch) still to serve
         self.buffer: list[dict] = []  # ReLIFT: problems whose rollouts all failed, for an SFT step
@@ -205,7 +285,8 @@ class TaskRollout:
         mb, epoch = self.queue.pop(0)
         if epoch == 1:
             return mb
-        stats = {**mb.stats, "rollout_tokens": 0, "flops/rollout": 0.0, "ppo_epoch": epoch}
+        stats = {**mb.stats, "rollout_tokens": 0, "flops/rollout": 0.0, "ppo_epoch": epoch,
+                 **{k: 0 for k in mb.stats if k.startswith("dynamic/")}}  # counted at the first epoch
         return dataclasses.replace(mb, stats=stats, samples=[])  # shares pi_old and pi_ref log-probs
 
     def _generate(self, prompts: list[list[int]], n: int, counts: dict):
@@ -221,6 +302,20 @@ class TaskRollout:
 
     def _rollout_batch(self, problems: list[dict], step: int, total_steps: int, policy):
         """Problems -> (mini-batches, extra SFT mini-batches served once after them)."""
+        counts = dict(generated=0, seconds=0.0, prefill_tokens=0, prefill_rows=0)
+        self._synced = False
+        drawn = self._draw(problems, step, total_steps, policy, counts)
+        dynamic = {}
+        if self.spec.dynamic_sampling:
+            drawn, dynamic = self._dynamic_sampling(drawn, step, total_steps, policy, counts)
+        mbs = self._mini_batches(drawn.rows, drawn.hints, drawn.problems, step, total_steps, counts, drawn.sampled,
+                                 drawn.gated)
+        for j, mb in enumerate(mbs):  # the same keys on every mini-batch (and process); counts on the first
+            mb.stats.update({k: v if j == 0 else 0 for k, v in dynamic.items()})
+        return mbs, drawn.extra
+
+    def _draw(self, problems: list[dict], step: int, total_steps: int, policy, counts: dict) -> Drawn:
+        """Problems -> hints, rollouts, scores and the demonstration methods' rows (module docstring)."""
         spec, task = self.spec, self.task
         hints = []
         for problem in problems:
@@ -235,40 +330,87 @@ class TaskRollout:
         full = [not spec.policy_gradient or (num > 0 and k == num) for _, k, num in hints]
         hint_ids = [self._ids(self.full_target(prob)) + eos if f else self._ids(h)
                     for prob, (h, _, _), f in zip(problems, hints, full, strict=True)]
-        counts = dict(generated=0, seconds=0.0, prefill_tokens=0, prefill_rows=0)
         rows: list[Row] = []
         extra: list[RolloutBatch] = []
         if not spec.policy_gradient:  # SFT preset: the whole solution, NLL only
             rows = [Row(p, h, [], 0.0, True, i) for i, (p, h) in enumerate(zip(prompt_ids, hint_ids, strict=True))]
-            sampled, gated = rows, set()
-        else:
-            n_own = spec.own_rollouts()
-            todo = [i for i in range(len(problems)) if not full[i]]
-            if todo:
-                self.engine.sync(policy)
-            out = self._generate([prompt_ids[i] + hint_ids[i] for i in todo], n_own, counts) if todo else None
-            done = {i: [] for i in range(len(problems)) if full[i]}
-            attempts = []
-            for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True) if out else ()):
-                i = todo[j // n_own]
-                done.setdefault(i, []).append((ids, text))
-            for i in range(len(problems)):
-                gens = done[i] or [([], "")] * spec.num_generations  # full hint: G identical rows
-                for ids, text in gens:
-                    answer = (self.full_target(problems[i]) if full[i] else hints[i][0]) + text
-                    score = task.score(problems[i], answer)
-                    rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i))
-                    if spec.viter > 1:
-                        attempts.append((i, prompts[i], answer, score))
-            extra_rows = self._retries(problems, attempts, counts)
-            rows += extra_rows
-            # demonstrations in the same stage (module docstring), each a no-op unless configured
-            rows = self._question_hints(rows, problems, prompts, todo, step, total_steps, counts)
-            rows += self._prefix_rows(problems, prompt_ids, todo, step, total_steps, counts)
-            rows += self._expert_rows(problems, prompt_ids, todo, rows)
-            sampled = rows  # the policy's own results, before the gate drops any (reward metrics)
-            rows, extra, gated = self._gate(rows, problems, prompt_ids, step, total_steps)
-        return self._mini_batches(rows, hints, problems, step, total_steps, counts, sampled, gated), extra
+            return Drawn(problems, hints, rows, rows, set(), extra)
+        n_own = spec.own_rollouts()
+        todo = [i for i in range(len(problems)) if not full[i]]
+        if todo and not self._synced:  # once per rollout batch (refill rounds use the same policy)
+            self.engine.sync(policy)
+            self._synced = True
+        out = self._generate([prompt_ids[i] + hint_ids[i] for i in todo], n_own, counts) if todo else None
+        done = {i: [] for i in range(len(problems)) if full[i]}
+        attempts = []
+        for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True) if out else ()):
+            i = todo[j // n_own]
+            done.setdefault(i, []).append((ids, text))
+        for i in range(len(problems)):
+            gens = done[i] or [([], "")] * spec.num_generations  # full hint: G identical rows
+            for ids, text in gens:
+                answer = (self.full_target(problems[i]) if full[i] else hints[i][0]) + text
+                score = task.score(problems[i], answer)
+                rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i,
+                                messages=prompts[i], answer=answer))
+                if spec.viter > 1:
+                    attempts.append((i, prompts[i], answer, score))
+        rows += self._retries(problems, attempts, counts)
+        # demonstrations in the same stage (module docstring), each a no-op unless configured
+        rows = self._question_hints(rows, problems, prompts, todo, step, total_steps, counts)
+        rows += self._prefix_rows(problems, prompt_ids, prompts, todo, step, total_steps, counts)
+        rows += self._expert_rows(problems, prompt_ids, prompts, todo, rows)
+        self._apply_rewards(rows, problems, step, total_steps)
+        sampled = rows  # the policy's own results, before the gate drops any (reward metrics)
+        rows, extra, gated = self._gate(rows, problems, prompt_ids, step, total_steps)
+        return Drawn(problems, hints, rows, sampled, gated, extra)
+
+    def _apply_rewards(self, rows: list[Row], problems: list[dict], step: int, total_steps: int) -> None:
+        """With reward functions: each row's reward becomes the weighted sum of the terms
+        (`unift.rollout.rewards`), one call per function for all rows; `correct` stays the verifier's."""
+        if self.rewards is None or not rows:
+            return
+        totals, parts = self.rewards([r.messages for r in rows], [r.answer for r in rows],
+                                     [r.hint_ids + r.completion_ids for r in rows],
+                                     [problems[r.group] for r in rows], [r.reward for r in rows],
+                                     TrainerState(step, total_steps))
+        for j, (r, total) in enumerate(zip(rows, totals, strict=True)):
+            r.reward, r.parts = total, {name: values[j] for name, values in parts.items()}
+
+    def _dynamic_sampling(self, drawn: Drawn, step: int, total_steps: int, policy, counts: dict):
+        """DAPO (Yu et al. 2025, section 3.2; verl's `filter_groups`): drop the groups whose rewards
+        are all equal, whose advantages are all 0, and roll out new problems in their place, up
+        to `max_resample_batches` more rounds; each round takes a whole new draw from the source
+        (the same on every process) and generates this process's missing groups from it. Groups
+        that also train without the advantage (hint tokens' NLL, expert rows, gated SFT rows) are
+        kept (docs/methods.md section 6.7). At the limit the batch trains with the groups it has,
+        zero-variance ones making up at least one per mini-batch.
+        -> (the batch, {dynamic/dropped_groups, dynamic/rounds, dynamic/missing_groups})."""
+        if self.refill is None:
+            raise ValueError("rollout.dynamic_sampling needs a problem supplier (TaskRollout's refill)")
+        target = len(drawn.problems)
+        keep = signal_groups(drawn.rows, target)
+        first, kept = drawn, drawn.select(keep)
+        dropped, rounds = target - len(keep), 0
+        while rounds < self.spec.max_resample_batches and self.global_sum(target - len(kept.problems)) > 0:
+            more = self.refill()  # every process takes the draw, so the sources stay in step
+            need = target - len(kept.problems)
+            rounds += 1
+            if need <= 0:
+                continue
+            new = self._draw(more[:need], step, total_steps, policy, counts)
+            keep = signal_groups(new.rows, len(new.problems))
+            dropped += len(new.problems) - len(keep)
+            kept = kept + new.select(keep)  # (ReLIFT's SFT batches of every round come along)
+        missing = target - len(kept.problems)
+        floor = max(1, min(self.spec.mini_batches, target))
+        if len(kept.problems) < floor:  # zero-variance groups of the first draw make up the number
+            signal = signal_groups(first.rows, target)
+            fill = [g for g in range(target) if g not in signal][: floor - len(kept.problems)]
+            kept = kept + dataclasses.replace(first.select(fill), extra=[])
+        stats = {"dynamic/dropped_groups": self.global_sum(dropped), "dynamic/rounds": rounds,
+                 "dynamic/missing_groups": self.global_sum(missing)}
+        return kept, stats
 
     def full_target(self, problem: dict) -> str:
         """The whole reference solution: the SFT preset's target and the full hint (before EOS)."""
@@ -289,7 +431,7 @@ class TaskRollout:
             attempts = []
             for (i, _, _, _), conv, p, c, text in zip(failed, convs, ids, out.completion_ids, out.texts, strict=True):
                 score = self.task.score(problems[i], text)
-                rows.append(Row(p, [], c, score.reward, score.correct, i, attempt))
+                rows.append(Row(p, [], c, score.reward, score.correct, i, attempt, messages=conv, answer=text))
                 attempts.append((i, conv, text, score))
         return rows
 
@@ -314,10 +456,11 @@ class TaskRollout:
         for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
             i, prompt = asked[j // n]
             score = self.task.score(problems[i], text)
-            rows.append(Row(prompt, [], ids, score.reward, score.correct, i, kind="question_hint"))
+            rows.append(Row(prompt, [], ids, score.reward, score.correct, i, kind="question_hint", messages=hinted[i],
+                            answer=text))
         return rows
 
-    def _prefix_rows(self, problems, prompt_ids, todo, step, total_steps, counts) -> list[Row]:
+    def _prefix_rows(self, problems, prompt_ids, prompts, todo, step, total_steps, counts) -> list[Row]:
         """Prefix-RFT: `prefix.rows` rollouts per prompt continue a prefix of the reference
         solution's tokens; they take their advantage against the unprefixed rows of the group."""
         spec = self.spec.prefix
@@ -332,12 +475,13 @@ class TaskRollout:
         rows = []
         for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
             i, pre = todo[j // spec.rows], prefixes[j // spec.rows]
-            score = self.task.score(problems[i], self.tokenizer.decode(pre) + text)
+            answer = self.tokenizer.decode(pre) + text
+            score = self.task.score(problems[i], answer)
             rows.append(Row(prompt_ids[i], pre, ids, score.reward, score.correct, i,
-                            kind="prefix" if pre else "rollout", baseline=not pre))
+                            kind="prefix" if pre else "rollout", baseline=not pre, messages=prompts[i], answer=answer))
         return rows
 
-    def _expert_rows(self, problems, prompt_ids, todo, rows) -> list[Row]:
+    def _expert_rows(self, problems, prompt_ids, prompts, todo, rows) -> list[Row]:
         """LUFFY: `expert.per_group` rows of each group are the reference solution + EOS (scored,
         in the group's statistics). CHORD: round(share / (1 - share) x own rows) more such rows,
         one per prompt in turn, outside the groups."""
@@ -350,7 +494,7 @@ class TaskRollout:
             target = self.full_target(problems[i])
             score = self.task.score(problems[i], target)
             return Row(prompt_ids[i], [], self._ids(target) + eos, score.reward, score.correct, i,
-                       kind="expert", baseline=baseline)
+                       kind="expert", baseline=baseline, messages=prompts[i], answer=target)
 
         out = [expert(i, True) for i in todo for _ in range(spec.per_group)]
         n_extra = round(spec.share / (1 - spec.share) * len(rows))
@@ -395,11 +539,13 @@ class TaskRollout:
         log-probs for all but the first (scored now, before any update). `sampled`: the rows the
         policy sampled (before the gate), for the reward metrics; `gated`: prompts sent to SFT."""
         rewards, groups = torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows])
-        if all(r.baseline for r in rows):
+        unscored = torch.isnan(rewards)  # every reward term returned None (TRL: out of the baseline, A = 0)
+        if all(r.baseline for r in rows) and not unscored.any():
             advantages = group_advantages(rewards, groups, self.spec.scale_rewards)
         else:  # prefix rollouts and CHORD's extra expert rows stay out of the group statistics
-            advantages = prefix_advantages(rewards, groups, torch.tensor([r.baseline for r in rows]),
-                                           self.spec.scale_rewards)
+            baseline = torch.tensor([r.baseline for r in rows]) & ~unscored
+            advantages = prefix_advantages(rewards, groups, baseline, self.spec.scale_rewards)
+            advantages[unscored] = 0.0
         m = max(1, min(self.spec.mini_batches, len(hints)))
         bounds = [round(i * len(hints) / m) for i in range(m + 1)]
         rollout_flops = 0.0
@@ -423,7 +569,7 @@ class TaskRollout:
                 stats.update(rollout_tokens=0, rollout_tokens_per_s=0.0)
             if s > 0 and self.score is not None and self.spec.policy_gradient:
                 old = self.score(rb.batch)  # pi_old = the policy that generated these rollouts
-                rb.old_logps = old.logps
+                rb.old_logps, rb.old_values = old.logps, old.values
                 if self.flops is not None:
                     rollout_flops += self.flops.forward(old.tokens, old.head_rows)
             out.append(rb)
@@ -453,8 +599,9 @@ class TaskRollout:
         eos = self.tokenizer.eos_token_id
         full = [bool(r.hint_ids) and r.hint_ids[-1] == eos and not r.completion_ids for r in rows]
         # masks in the log-prob (target) space: position t predicts token t + 1
+        rewards = torch.tensor([r.reward for r in rows]).nan_to_num(0.0)  # unscored rows: 0 (PPO's critic reads it)
         return RolloutBatch(Batch(ids, attn, hint | comp | expert), advantages,
-                            torch.tensor([r.reward for r in rows]), comp[:, 1:], hint[:, 1:], torch.tensor(hint_k),
+                            rewards, comp[:, 1:], hint[:, 1:], torch.tensor(hint_k),
                             torch.tensor(full), self.spec.max_new_tokens, expert[:, 1:], step, total_steps)
 
     def _stats(self, rows: list[Row], sampled: list[Row], all_hints, prompts: range, step: int, total_steps: int,
@@ -473,12 +620,15 @@ class TaskRollout:
             "ppo_epoch": 1,
         }
         if self.spec.policy_gradient:  # the SFT preset samples nothing, so it has no reward
-            stats["reward_mean"] = sum(r.reward for r in first) / len(first)
+            stats["reward_mean"] = nanmean([r.reward for r in first])  # NaN: no reward term scored the row
             stats["correct_rate"] = sum(r.correct for r in first) / len(first)
+            if self.rewards is not None:  # each term's mean over the rows it scored (TRL's rewards/<name>/mean)
+                for name in [TASK, *self.rewards.names]:
+                    stats[f"reward/{name}"] = nanmean([r.parts[name] for r in first if r.parts])
             for k in sorted({k for _, k, _ in hints}):  # by hint length (first attempts)
                 ks = [r for r in first if all_hints[r.group][1] == k]
                 if ks:
-                    stats[f"reward_by_k/{k}"] = sum(r.reward for r in ks) / len(ks)
+                    stats[f"reward_by_k/{k}"] = nanmean([r.reward for r in ks])
                     stats[f"correct_by_k/{k}"] = sum(r.correct for r in ks) / len(ks)
         if self.spec.viter > 1:
             stats["success_rate"] = len({r.group for r in rows if r.correct}) / len(hints)
@@ -519,9 +669,31 @@ class TaskRollout:
             seen.add(r.group)
             _, k, num = hints[r.group]
             out.append({"prompt": decode(r.prompt_ids), "hint": decode(r.hint_ids),
-                        "completion": decode(r.completion_ids), "reward": r.reward, "correct": r.correct,
+                        "completion": decode(r.completion_ids), "reward": _number(r.reward), "correct": r.correct,
                         "k": k, "num_pieces": num})
+            if r.parts:  # each reward term (None: the function did not score the row)
+                out[-1]["rewards"] = {name: _number(v) for name, v in r.parts.items()}
         return out
+
+
+def _number(x: float) -> float | None:
+    """NaN as None, so the JSON stays strict."""
+    return None if math.isnan(x) else x
+
+
+def signal_groups(rows: list[Row], n: int) -> list[int]:
+    """The groups (of prompts 0..n-1) that dynamic sampling keeps (DAPO): those whose rewards are
+    not all equal (NaN, unscored, aside; fewer than two scored rows give no baseline), and those
+    with rows that train without the advantage: hint tokens (UFT-hint's NLL, Prefix-RFT's prefix),
+    expert rows, gated SFT rows."""
+    rewards: dict[int, set] = {g: set() for g in range(n)}
+    trains_anyway: set[int] = set()
+    for r in rows:
+        if r.hint_ids or r.kind in ("expert", "sft"):
+            trains_anyway.add(r.group)
+        if not math.isnan(r.reward):
+            rewards[r.group].add(r.reward)
+    return [g for g in range(n) if g in trains_anyway or len(rewards[g]) > 1]
 
 
 def check_spec(spec: RolloutSpec) -> None:
@@ -537,3 +709,9 @@ def check_spec(spec: RolloutSpec) -> None:
         raise ValueError(f"rollout.gate.buffer_size: {spec.gate.buffer_size} must be at least 1")
     if any(not 0 <= p <= 1 for p in spec.question_hint.p):
         raise ValueError(f"rollout.question_hint.p: {spec.question_hint.p} must be shares in [0, 1]")
+    if spec.max_resample_batches < 0:
+        raise ValueError(f"rollout.max_resample_batches: {spec.max_resample_batches} must be at least 0")
+    if spec.dynamic_sampling and not spec.policy_gradient:
+        raise ValueError("rollout.dynamic_sampling: needs policy_gradient (the SFT preset samples nothing to filter)")
+    if spec.dynamic_sampling and spec.num_generations < 2:
+        raise ValueError("rollout.dynamic_sampling: needs num_generations >= 2 (a group of one has no reward spread)")

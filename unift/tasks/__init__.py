@@ -5,6 +5,7 @@
     task.score(problems[0], completion)          # -> Score(reward, correct, parsed, feedback)
     task.solution_steps(problems[0])             # hint pieces for UFT-hint
     unift.tasks.stop_strings(task)               # ["</answer>"]: where generation may stop
+    unift.tasks.get("my_tasks:Reverse")          # a user's Task subclass (`task_class`)
 
 One module per task; `base` holds the interface, `registry` the name -> class table, `arith`
 the safe arithmetic shared by countdown and general_points, `guard` the limits put on
@@ -21,7 +22,7 @@ from . import (  # noqa: F401  (importing a task module registers it)
     reasoning_gym_adapter,
 )
 from .base import ID, OOD, Score, Task, retry_messages
-from .registry import TASKS, get, names, register, stop_strings
+from .registry import TASKS, get, names, register, stop_strings, task_class
 
 __all__ = [
     "ID",
@@ -34,4 +35,5 @@ __all__ = [
     "register",
     "retry_messages",
     "stop_strings",
+    "task_class",
 ]

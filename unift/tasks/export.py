@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  unift data reasoning_gym --variant dataset=leg_counting --n 200 --kind rl --out legs.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", nargs="?", help=f"task name, one of: {', '.join(names())}")
+    p.add_argument("task", nargs="?", help=f"task name, one of: {', '.join(names())}; or a Task subclass as "
+                   "pkg.module:MyTask, imported from the working directory")
     p.add_argument(
         "--variant",
         action="append",

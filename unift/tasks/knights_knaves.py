@@ -1,23 +1,45 @@
 """Knights and Knaves: knights always tell the truth, knaves always lie; who is which?
 
+Study: the UFT paper's K&K (Liu et al. 2025, docs/methods.md section 1), whose puzzles come from
+Xie et al. 2024 ("On Memorization of Large Language Models in Logical Reasoning"). Official code:
+github.com/AlphaPav/mem-kk-logic (`data_prep/lib_kk.py`: `KKProblemSampler`, the formatter) and
+the UFT verifier github.com/liumy2010/UFT (`verl/utils/reward_score/kk_logic.py`). Section
+"Knights and Knaves" of docs/environments.md works through the verifier's cases.
+
 Problem: {"names": ["Zoey", ...], "statements": [formula, ...]}, one statement per inhabitant.
 A formula is a nested list: ["knight", i] / ["knave", i] (inhabitant i is a knight/knave),
-["not", f], ["and", f, g], ["or", f, g], ["implies", f, g], ["iff", f, g]. Statements mention
-only other inhabitants. `depth` bounds the nesting (1 = a bare claim, 2 = a connective over
-claims, ...); one statement of every puzzle reaches it. It must be at least 2: with bare claims
-only, swapping every role keeps a puzzle consistent, so no answer is unique.
+["not", f], ["and", f, g], ["or", f, g], ["implies", f, g], ["iff", f, g].
 
-Generation draws a hidden assignment and statements whose truth matches their speaker's role,
-then keeps the puzzle only when exactly one assignment is consistent. Consistency is checked
-for all 2^n assignments at once: each formula evaluates to an n-bit truth table (a Python int).
+Generation (the reference sampler, `depth` its depth constraint): each statement is drawn on its
+own; at depth d > 1 a die picks, with 1/6 each, a bare claim, "not" over a statement of depth
+d - 1, or "and", "or", "implies", "iff" over two different statements of depth d - 1. A bare
+claim names any inhabitant, the speaker included ("I am a knight"), but a speaker never claims
+to be a knave (no consistent role). A puzzle is kept when exactly one assignment of roles is
+consistent, checked for all 2^n assignments at once: each formula evaluates to an n-bit truth
+table (a Python int). At depth 2 about 84% of statements have depth 2, as in the data. One
+statement of every puzzle reaches `depth` (always so at depth 2: with bare claims only, swapping
+every role keeps a puzzle consistent, so no answer is unique).
 
 The reference solution is a backtracking trace ("Assume Zoey is a knight. ...") ending with
-"Therefore, (1) Zoey is a knight (2) ..." and an <answer> block. Verifier (the study's): the
-last <answer> block must state "NAME is a knight/knave" for every inhabitant. Reward 1.0 all
-right; 0.1 every inhabitant named but some role wrong (or stated both ways); 0.0 no block, an
-inhabitant missing, or a block longer than MAX_ANSWER_CHARS (one line per inhabitant needs a
-few hundred characters; the cap keeps the verifier's work small whatever the completion).
-Completions stop after "</answer>" (`stop_strings`).
+"Therefore, (1) Zoey is a knight (2) ..." and an <answer> block. Completions stop after
+"</answer>" (`stop_strings`).
+
+Verifier (UFT's `kk_logic.compute_score`): the answer is the last <answer>...</answer> block
+(scanned left to right, as the non-greedy regex pairs them). 0.0 without one (or an empty one);
+0.1 when the words "knight" and "knave" (substrings, any case: "knights" counts) do not occur
+exactly n times in it in total, or when an inhabitant has no "NAME is a knight/knave" (any case;
+"is a" only, the first statement about them counts), or when a role is wrong; 1.0 when every
+role is right.
+
+Differences from the reference:
+- An <answer> block longer than `MAX_ANSWER_CHARS` (one line per inhabitant needs a few hundred
+  characters) scores 0.1 unread, to keep the verifier's work small whatever the completion.
+- The prompt is unift's: 'NAME says: "..."' for every statement (the data draws one of 18
+  phrasings), "it is not the case that (...)" for a negated compound (depth 3 and more, which
+  the reference cannot format), and the model answers in a chat turn, not after the data's
+  "Assistant: Let me solve this step by step. <think>" (see `Task.prompt_text` for raw text).
+- Puzzles are generated, not read from the published 3-7-people files; the OOD variants with 8
+  people or depth 3 are unift's.
 """
 
 from __future__ import annotations
@@ -122,7 +144,9 @@ def render(f: list, names: list[str], top: bool = True) -> str:
     op = f[0]
     if op in ("knight", "knave"):
         return f"{names[f[1]]} is a {op}"
-    if op == "not":
+    if op == "not" and f[1][0] in ("knight", "knave"):
+        text = f"{names[f[1][1]]} is not a {f[1][0]}"  # the reference's wording
+    elif op == "not":
         text = f"it is not the case that {render(f[1], names, False)}"
     elif op == "implies":
         text = f"if {render(f[1], names, False)} then {render(f[2], names, False)}"
@@ -136,10 +160,10 @@ def render(f: list, names: list[str], top: bool = True) -> str:
 class KnightsKnaves(Task):
     defaults = {"min_people": 3, "max_people": 7, "depth": 2}
     named_variants = {
-        "id": variant(ID, "3-7 inhabitants, statements of depth <= 2 (the UFT study's range)"),
+        "id": variant(ID, "3-7 inhabitants, statements of depth <= 2 (the UFT study's data)"),
         "easy": variant(ID, "3 inhabitants", max_people=3),
         "ood_people": variant(OOD, "8 inhabitants", min_people=8, max_people=8),
-        "ood_depth": variant(OOD, "3-7 inhabitants, statements of depth 3", depth=3),
+        "ood_depth": variant(OOD, "3-7 inhabitants, statements of depth <= 3", depth=3),
     }
     retry_instruction = (
         "Please try again. State every inhabitant's role in <answer> </answer> tags."
@@ -155,36 +179,26 @@ class KnightsKnaves(Task):
 
     # --- generation ---------------------------------------------------------------------
     def _formula(self, rng: random.Random, depth: int, speaker: int, n: int) -> list:
-        if depth == 1:
-            return [
-                rng.choice(("knight", "knave")),
-                rng.choice([i for i in range(n) if i != speaker]),
-            ]
-        op = rng.choice(("not",) + BINARY * 2)  # "not" is rarer: it nests without branching
+        """A statement of depth at most `depth` by `speaker`, drawn as the reference's
+        `KKProblemSampler._sample_statement` draws one (width 2)."""
+        dice = rng.randrange(6)
+        if depth == 1 or dice == 0:
+            while True:
+                claim = [rng.choice(("knight", "knave")), rng.randrange(n)]
+                if claim != ["knave", speaker]:  # "I am a knave": no role can say it
+                    return claim
+        if dice == 1:
+            return ["not", self._formula(rng, depth - 1, speaker, n)]
         first = self._formula(rng, depth - 1, speaker, n)
-        if op == "not":
-            return ["not", first] if first[0] != "not" else first[1]
-        second = self._formula(rng, rng.randint(1, depth - 1), speaker, n)
-        if mentioned(first) == mentioned(second) and len(mentioned(first)) == 1:
-            return self._formula(rng, depth, speaker, n)  # "A is a knave iff A is a knave"
-        return [op, first, second] if rng.random() < 0.5 else [op, second, first]
+        while (second := self._formula(rng, depth - 1, speaker, n)) == first:
+            pass  # two different statements
+        return [BINARY[dice - 2], first, second]
 
     def generate(self, rng: random.Random) -> dict | None:
         v = self.variant
         n = rng.randint(v["min_people"], v["max_people"])
-        roles = {i: rng.random() < 0.5 for i in range(n)}
-        deepest = rng.randrange(n)
-        statements = []
-        for i in range(n):
-            depth = v["depth"] if i == deepest else rng.randint(1, v["depth"])
-            for _ in range(100):  # a statement whose truth matches its speaker's role
-                f = self._formula(rng, depth, i, n)
-                if holds(f, roles) == roles[i] and _depth(f) == depth:
-                    break
-            else:
-                return None
-            statements.append(f)
-        if len(consistent(statements, n)) != 1:
+        statements = [self._formula(rng, v["depth"], i, n) for i in range(n)]
+        if max(map(_depth, statements)) < v["depth"] or len(consistent(statements, n)) != 1:
             return None
         return {"names": rng.sample(NAMES, n), "statements": statements}
 
@@ -282,33 +296,44 @@ class KnightsKnaves(Task):
 
     # --- verifier -----------------------------------------------------------------------------
     def score(self, problem: dict, completion: str) -> Score:
-        answer = self.answer_block(completion)
-        if isinstance(answer, Score):
-            return answer
+        if (bad := self.too_long(completion)) is not None:
+            return bad
+        answer = last_answer(completion)
+        if not answer:
+            return Score(0.0, False, None, "No <answer> </answer> block with an answer was found.")
         if len(answer) > MAX_ANSWER_CHARS:
-            return Score(
-                0.0,
-                False,
-                None,
-                f"The answer is longer than {MAX_ANSWER_CHARS} characters; state one role per line.",
-            )
-        claims: dict[str, set[str]] = {}
-        for name in problem["names"]:
-            pattern = rf"\b{re.escape(name)}\s+is\s+an?\s+(knight|knave)\b"
-            claims[name] = {m.group(1).lower() for m in re.finditer(pattern, answer, re.IGNORECASE)}
-        missing = [name for name, found in claims.items() if not found]
+            return Score(0.1, False, None,
+                         f"The answer is longer than {MAX_ANSWER_CHARS} characters; state one role per line.")
+        names = problem["names"]
+        lower = answer.lower()
+        count = lower.count("knight") + lower.count("knave")
+        if count != len(names):
+            return Score(0.1, False, None, f"The answer names a role {count} times for {len(names)} "
+                         "inhabitants; state each inhabitant's role once.")
+        claims = {name: re.search(rf"\b{re.escape(name)}\b\s+is\s+a\s+\b(knight|knave)\b", answer, re.I)
+                  for name in names}
+        missing = [name for name, m in claims.items() if m is None]
         if missing:
-            return Score(
-                0.0, False, None, f"The answer does not state the role of {', '.join(missing)}."
-            )
-        parsed = {name: found.pop() if len(found) == 1 else None for name, found in claims.items()}
-        truth = dict(zip(problem["names"], (ROLE[r] for r in self.solve(problem)), strict=True))
-        wrong = [name for name in truth if parsed[name] != truth[name]]
+            return Score(0.1, False, None, f"The answer does not state the role of {', '.join(missing)} "
+                         "as \"NAME is a knight/knave\".")
+        parsed = {name: m.group(1).lower() for name, m in claims.items()}
+        truth = dict(zip(names, (ROLE[r] for r in self.solve(problem)), strict=True))
+        wrong = [name for name in names if parsed[name] != truth[name]]
         if wrong:
-            return Score(
-                0.1, False, parsed, f"The roles of {', '.join(wrong)} are wrong or ambiguous."
-            )
+            return Score(0.1, False, parsed, f"The roles of {', '.join(wrong)} are wrong.")
         return Score(1.0, True, parsed, "Correct.")
+
+
+def last_answer(text: str) -> str | None:
+    """The last <answer>...</answer> block, stripped, pairing tags left to right as the
+    reference's non-greedy regex does (linear: each tag is found once)."""
+    found, pos = None, 0
+    while (start := text.find("<answer>", pos)) >= 0:
+        end = text.find("</answer>", start + 8)
+        if end < 0:
+            break
+        found, pos = text[start + 8 : end], end + 9
+    return None if found is None else found.strip()
 
 
 def _depth(f: list) -> int:

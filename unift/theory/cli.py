@@ -30,13 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="unift theory",
         description="RFT vs UFT leaf visits to reach pass@1 >= target on a search tree "
         "(Liu, Farina, Ozdaglar 2025, theory section).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--heights", default="2..10", help="tree heights H, '2..10' or '2,4,6'")
     p.add_argument("--branching", default="2,3", help="branching factors B, comma-separated")
     p.add_argument("--seeds", type=int, default=5, help="seeds per point (0..n-1)")
     p.add_argument("--methods", default=",".join(METHODS), help="subset of rft,uft")
-    p.add_argument("--correct-leaves", type=int, default=d.correct_leaves, help="K")
-    p.add_argument("--schedule", choices=("uniform", "cosine"), default=d.schedule)
+    p.add_argument("--correct-leaves", type=int, default=d.correct_leaves, help="K, correct leaves per tree")
+    p.add_argument("--schedule", choices=("uniform", "cosine"), default=d.schedule, help="UFT's hint schedule")
     p.add_argument("--hint-iters", type=int, default=d.hint_iters, help="cosine T_hint; 0 = 40*H")
     p.add_argument("--eta", type=float, default=d.eta, help="mirror-ascent step size")
     p.add_argument("--beta", type=float, default=d.beta, help="hint log-lik. and KL weight")

@@ -3,8 +3,9 @@
 A checkpoint is one file, `checkpoint.pt` in the run directory, written to a temporary file in
 the same directory and renamed over the old one (`os.replace` is atomic on POSIX): a run killed
 at any instant leaves either the previous checkpoint or the new one, never a torn file.
-It holds the trainable weights (all weights, or the LoRA adapters), the optimiser, the LR
-schedule, the Python/NumPy/torch RNG states, each data stream's position and the step.
+It holds the trainable weights (all weights, or the LoRA adapters; PPO's value head under
+"value_head"), the optimiser, the LR schedule, the Python/NumPy/torch RNG states, each data
+stream's position and the step.
 
 A run directory is writable by anyone who can hand a user a file, so loading must never run
 code: `load` uses `torch.load(weights_only=True)`, whose unpickler builds only tensors and plain
@@ -109,7 +110,9 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save(run_dir: Path, *, step: int, model, optimizer, scheduler, streams: dict, extra: dict | None = None):
+def save(run_dir: Path, *, step: int, model, optimizer, scheduler, streams: dict, extra: dict | None = None,
+         value_head=None):
+    """value_head: PPO's critic (`unift.models.ValueHead`), stored beside the model's weights."""
     state = {
         "step": step,
         "model": trainable_state(model),
@@ -119,6 +122,8 @@ def save(run_dir: Path, *, step: int, model, optimizer, scheduler, streams: dict
         "streams": {name: s.state_dict() for name, s in streams.items()},
         "extra": extra or {},
     }
+    if value_head is not None:
+        state["value_head"] = trainable_state(value_head)
     plain(state)
     atomic_save(state, Path(run_dir) / NAME)
 
@@ -158,18 +163,19 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
 
 
-def restore(ckpt: dict, *, model, optimizer, scheduler, streams: dict, where: str = NAME) -> int:
-    """Load `ckpt` into the run's objects; -> its step. A checkpoint of another model or data
-    raises CheckpointError (`where` names it) before anything is changed."""
+def restore(ckpt: dict, *, model, optimizer, scheduler, streams: dict, where: str = NAME, value_head=None) -> int:
+    """Load `ckpt` into the run's objects (and PPO's `value_head`); -> its step. A checkpoint of
+    another model or data raises CheckpointError (`where` names it) before anything is changed."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    unknown = [n for n in ckpt["model"] if n not in params]
-    absent = [n for n in params if n not in ckpt["model"]]
-    shapes = [f"{n} is {tuple(v.shape)} there, {tuple(params[n].shape)} here" for n, v in ckpt["model"].items()
-              if n in params and v.shape != params[n].shape]
-    if unknown or absent or shapes:
-        what = (f"parameters unknown to the model: {', '.join(unknown[:3])}" if unknown else
-                f"parameters missing from the checkpoint: {', '.join(absent[:3])}" if absent else shapes[0])
+    if what := _mismatch(ckpt["model"], params, "the model"):
         raise CheckpointError(f"{where}: the checkpoint does not match the model ({what})")
+    saved_head = ckpt.get("value_head")
+    if (saved_head is None) != (value_head is None):
+        raise CheckpointError(f"{where}: the checkpoint {'has no' if saved_head is None else 'has a'} value head "
+                              f"and this run {'trains one' if saved_head is None else 'does not'} (adv_estimator)")
+    head_params = dict(value_head.named_parameters()) if value_head is not None else {}
+    if value_head is not None and (what := _mismatch(saved_head, head_params, "the value head")):
+        raise CheckpointError(f"{where}: the checkpoint does not match the value head ({what})")
     if unknown_streams := sorted(set(ckpt["streams"]) - set(streams)):
         raise CheckpointError(f"{where}: the checkpoint has data streams this run lacks: {', '.join(unknown_streams)}")
     for name, state in ckpt["streams"].items():
@@ -180,10 +186,25 @@ def restore(ckpt: dict, *, model, optimizer, scheduler, streams: dict, where: st
     with torch.no_grad():
         for name, value in ckpt["model"].items():
             params[name].copy_(value)
+        for name, value in (saved_head or {}).items():
+            head_params[name].copy_(value)
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])
     return int(ckpt["step"])
+
+
+def _mismatch(saved: dict, params: dict, what: str) -> str:
+    """Why saved tensors do not fit `params` (names or shapes), or '' if they do."""
+    unknown = [n for n in saved if n not in params]
+    absent = [n for n in params if n not in saved]
+    shapes = [f"{n} is {tuple(v.shape)} there, {tuple(params[n].shape)} here" for n, v in saved.items()
+              if n in params and v.shape != params[n].shape]
+    if unknown:
+        return f"parameters unknown to {what}: {', '.join(unknown[:3])}"
+    if absent:
+        return f"parameters missing from the checkpoint: {', '.join(absent[:3])}"
+    return shapes[0] if shapes else ""
 
 
 # -- the run directory ------------------------------------------------------------------------

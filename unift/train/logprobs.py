@@ -46,6 +46,7 @@ class TokenLogps:
     full: torch.Tensor | None = None  # (N, V) log-softmax at the N target positions (detached), if asked
     tokens: int = 0  # tokens the decoder ran (a shared prompt once): the FLOP count's `tokens`
     head_rows: int = 0  # positions the LM head ran at (N): the FLOP count's `head_rows`
+    values: torch.Tensor | None = None  # a value head's V(s_t) from the same hidden states, if given
 
 
 # -- packing ----------------------------------------------------------------------------------
@@ -285,6 +286,7 @@ def token_logps(
     ref_logprobs_full: torch.Tensor | None = None,
     return_full: bool = False,
     pack: bool = True,
+    value_head=None,
 ):
     """Log-probs of the completion tokens of `batch` under `model`.
 
@@ -293,6 +295,8 @@ def token_logps(
       KL(pi || pi_ref) summed over the vocabulary is returned in `kl_ref` (detached).
     return_full: also compute the (N, V) log-softmax (detached, in `full`), for the reference pass.
     pack: False runs the padded batch as it is (the reference the packed path is tested against).
+    value_head: (N, H) -> (N,), e.g. `unift.models.ValueHead`; its values at the same positions
+      (PPO's V(s_t), with gradient unless under no_grad) are returned in `values`.
     """
     decoder, head = _parts(model)
     target_mask = batch.loss_mask[:, 1:]  # (B, T-1)
@@ -313,4 +317,5 @@ def token_logps(
     if return_full:
         full = torch.cat([F.log_softmax(logits[i:i + _CHUNK].detach().float(), dim=-1)
                           for i in range(0, logits.shape[0], _CHUNK)])  # (N, V)
-    return TokenLogps(scatter(picked), target_mask, entropy, kl, full, tokens, int(rows.numel()))
+    values = None if value_head is None else scatter(value_head(h).float())
+    return TokenLogps(scatter(picked), target_mask, entropy, kl, full, tokens, int(rows.numel()), values)

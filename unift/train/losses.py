@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class SourceTensors:
     entropy: torch.Tensor | None = None  # (R, T) token entropy of pi, when the objective asks
     rollout: RolloutBatch | None = None  # task sources: advantages, completion/hint masks, pi_old
     pairs: bool = False  # preference rows: B chosen, then B rejected
+    values: torch.Tensor | None = None  # (R, T) the value head's V(s_t) (with grad), when the objective asks
 
     @property
     def step(self) -> StepCounts:
@@ -94,6 +96,9 @@ class Objective:
     compute: Callable[[SourceTensors, dict], tuple[torch.Tensor, dict]]
     needs_entropy: bool | Callable[[dict], bool] = False
     """Whether the loss reads pi's token entropy (an (N, V) softmax): always, or from the params."""
+    needs_values: bool | Callable[[dict], bool] = False
+    """Whether the loss reads a value head's per-token values V(s_t) (PPO's critic): always, or
+    from the params. The run then trains a value head on the policy (`unift.models.ValueHead`)."""
     exact_kl: bool = True
     """Whether a diagnostics reference pass also keeps pi_ref's (N, V) log-softmax for the exact
     KL(pi || pi_ref) metric `kl/ref` (RL batches log their objective's k3 estimate instead, at no
@@ -102,6 +107,8 @@ class Objective:
     """The `params:` it takes, with their defaults (whose types the values must have)."""
     choices: dict[str, tuple] = field(default_factory=dict)
     """Params that take one of a few values."""
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Numeric params and their closed range [low, high]."""
 
     def wants_ref(self, params: dict) -> bool:
         """Whether a step must run pi_ref's forward pass for this loss with these params."""
@@ -109,6 +116,9 @@ class Objective:
 
     def wants_entropy(self, params: dict) -> bool:
         return self.needs_entropy(params) if callable(self.needs_entropy) else self.needs_entropy
+
+    def wants_values(self, params: dict) -> bool:
+        return self.needs_values(params) if callable(self.needs_values) else self.needs_values
 
 
 def _seq(x: SourceTensors):
@@ -165,19 +175,26 @@ def _grpo(x: SourceTensors, p: dict):
     tokens' loss of the methods that mix demonstrations into RL (`expert_loss`, section 8).
     Params: epsilon_low, epsilon_high, c_ent, c_nll, c_kl, kl_estimator, aggregation (token_mean =
     DAPO over the step's completion tokens, sequence_mean = GRPO over its rollouts, constant = Dr.
-    GRPO over rollouts x max_new_tokens); expert_loss and its params (`_EXPERT_PARAMS`)."""
+    GRPO over rollouts x max_new_tokens); expert_loss and its params (`_EXPERT_PARAMS`);
+    adv_estimator gae: PPO with a learned critic and its params (`_PPO_PARAMS`, `_critic`)."""
     r, step = x.rollout, x.step
     p = dict(p)
     expert = {k: p.pop(k, v) for k, v in _EXPERT_PARAMS.items()}
+    critic = {k: p.pop(k, v) for k, v in _PPO_PARAMS.items()}
     kind = expert["expert_loss"]
     aggregation = p.get("aggregation", "token_mean")
     # expert tokens trained by a policy gradient share its token mean (LUFFY: one mean over all)
     pg_tokens = step.tokens + (step.expert_tokens if kind in ("shaped", "is") else 0.0)
     normalizer = x.norm({"token_mean": pg_tokens, "constant": step.rows * r.max_new_tokens}.get(
         aggregation, step.rows))
-    loss, stats = O.ufthint_loss(x.logps, r.old_logps, x.ref_logps, r.advantages, r.completion_mask,
+    advantages, value_term, value_stats = r.advantages, 0.0, {}
+    if critic["adv_estimator"] == "gae":
+        advantages, value_term, value_stats = _critic(x, critic, aggregation, normalizer)
+    loss, stats = O.ufthint_loss(x.logps, r.old_logps, x.ref_logps, advantages, r.completion_mask,
                                  r.hint_mask, x.entropy, normalizer=normalizer,
                                  hint_normalizer=step.hint_tokens or None, **p)
+    loss = loss + value_term
+    stats.update(value_stats)
     stats["nll_tokens"] = r.hint_mask.sum().float()
     if kind != "none" and r.expert_mask is not None:
         loss, expert_stats = _expert_term(x, loss, kind, expert, normalizer)
@@ -188,6 +205,25 @@ def _grpo(x: SourceTensors, p: dict):
         eos = x.logps.detach()[torch.arange(len(last)), last].exp()
         stats["full_hint_eos_p"] = eos[full].mean()
     return loss, stats
+
+
+def _critic(x: SourceTensors, p: dict, aggregation: str, normalizer: float):
+    """PPO's learned critic (docs/methods.md section 9) -> (per-token advantages, c_vf x value
+    loss, stats). GAE over the completion tokens from the reward at each row's last one and the
+    rollout's values V_old (the value head before this rollout's updates, as pi_old), whitened
+    over this micro-batch's completion tokens (`norm_adv`, cleanrl's per-mini-batch whitening);
+    the clipped value loss to the returns A + V_old, in the policy gradient's aggregation."""
+    r = x.rollout
+    if x.values is None or r.old_values is None:
+        raise ValueError("adv_estimator gae needs the value head's values: train_step(value_head=...)")
+    mask, old = r.completion_mask, r.old_values
+    rewards = O.last_token_rewards(r.rewards.to(old.dtype), mask)
+    advantages, returns = O.gae(rewards, old, mask, p["gamma"], p["gae_lambda"])
+    loss, stats = O.value_loss(x.values, old, returns, mask, p["vf_clip"], aggregation, normalizer)
+    stats["value/explained_variance"] = O.explained_variance(old, returns, mask)
+    if p["norm_adv"]:
+        advantages = O.whiten(advantages, mask)
+    return advantages, p["c_vf"] * loss, stats
 
 
 def _expert_term(x: SourceTensors, loss: torch.Tensor, kind: str, p: dict, normalizer: float):
@@ -226,7 +262,16 @@ _EXPERT_PARAMS = {
     "mu_warmup": 0.0,  # warm-up steps (<= 1: a fraction of the run)
     "mu_decay": 0.0,  # decay steps (<= 1: a fraction of the run)
 }
+_PPO_PARAMS = {
+    "adv_estimator": "group",  # group: the rollout's group-relative advantage (GRPO) | gae: a value head (PPO)
+    "gamma": 1.0,  # GAE's discount over completion tokens
+    "gae_lambda": 0.95,  # GAE's lambda (1: Monte-Carlo return minus V; 0: one-step TD error)
+    "c_vf": 0.5,  # value-loss coefficient (cleanrl's vf_coef)
+    "vf_clip": 0.2,  # the value's clip range around V_old (cleanrl's clip_coef); 0: unclipped
+    "norm_adv": True,  # whiten the GAE advantages over the micro-batch's completion tokens (cleanrl)
+}
 _GRPO_PARAMS.update(_EXPERT_PARAMS)
+_GRPO_PARAMS.update(_PPO_PARAMS)
 _C_KL, _C_ENT = _GRPO_PARAMS["c_kl"], _GRPO_PARAMS["c_ent"]
 _DPO = {"sft_weight": 0.0}
 
@@ -234,9 +279,12 @@ OBJECTIVES: dict[str, Objective] = {
     # pi_ref only for the KL term: the SFT preset (c_kl 0) skips the reference forward
     "grpo": Objective(("task",), lambda p: p.get("c_kl", _C_KL) != 0, _grpo,
                       needs_entropy=lambda p: p.get("c_ent", _C_ENT) != 0 or p.get("expert_top_entropy", 1.0) < 1,
+                      needs_values=lambda p: p.get("adv_estimator") == "gae",
                       exact_kl=False, params=_GRPO_PARAMS,
                       choices={"kl_estimator": tuple(O.KL_ESTIMATORS), "aggregation": O.AGGREGATIONS,
-                               "expert_loss": O.EXPERT_LOSSES}),
+                               "expert_loss": O.EXPERT_LOSSES, "adv_estimator": ("group", "gae")},
+                      bounds={"gamma": (0.0, 1.0), "gae_lambda": (0.0, 1.0), "c_vf": (0.0, math.inf),
+                              "vf_clip": (0.0, math.inf)}),
     "sft": Objective(("demonstration",), False, _sft, params={"reduction": "token_mean"},
                      choices={"reduction": ("token_mean", "sequence_sum")}),
     "uft-implicit-mse": Objective(("demonstration",), True,
@@ -273,6 +321,9 @@ def check_params(name: str, params: dict, where: str) -> None:
             raise ValueError(f"{where}.{key}: expected {type(default).__name__}, got {value!r}")
         if key in objective.choices and value not in objective.choices[key]:
             raise ValueError(f"{where}.{key}: {value!r} is not one of {', '.join(objective.choices[key])}")
+        low, high = objective.bounds.get(key, (-math.inf, math.inf))
+        if number and not low <= value <= high:
+            raise ValueError(f"{where}.{key}: {value!r} is not in [{low}, {high}]")
 
 
 def get(name: str, kind: str) -> Objective:

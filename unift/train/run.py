@@ -1,7 +1,8 @@
 """`unift train CONFIG [key=value ...]`: set up a run from its config, loop over steps, save.
 
 The run directory holds config.yaml (resolved), metrics.jsonl, tb/ (TensorBoard, if installed),
-checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, safetensors).
+checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, safetensors; a
+PPO run's value head beside it, `value_head.safetensors`).
 One run at a time holds it (`.lock`); a directory holding another run is refused unless
 resume=true (same config, safe settings aside) or overwrite=true (docs/RELIABILITY.md).
 """
@@ -29,14 +30,16 @@ from unift.config import (
     ConfigError,
     RunConfig,
     UniftWarning,
+    build_config,
     differences,
     dump_config,
     load_config,
     to_dict,
     validate,
 )
-from unift.data.mixture import Stream
-from unift.data.records import load_jsonl, read_jsonl
+from unift.data.mixture import Stream, shard
+from unift.data.records import read_jsonl
+from unift.data.sources import load_records
 from unift.memory import retain_freed_memory
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
@@ -93,8 +96,11 @@ def _resolve(path: str, config_dir: Path) -> Path:
 
 
 def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dict, config_dir: Path,
-                      rollout_dtype: str = "auto", problems: list | None = None) -> Source:
-    """A task source: its problem stream, and the rollout stage with a (shared) engine."""
+                      rollout_dtype: str = "auto", problems: list | None = None, value_head=None,
+                      dist: Dist | None = None) -> Source:
+    """A task source: its problem stream, and the rollout stage with a (shared) engine; the
+    rollout stage scores pi_old (and V_old with PPO's `value_head`) of later mini-batches, adds
+    the source's reward functions, and refills dynamic sampling's groups from the stream."""
     from unift import tasks
     from unift.rollout.engine import make_engine
     from unift.rollout.task_source import TaskRollout
@@ -112,20 +118,36 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
         problems = read_problems(_resolve(sc.path, config_dir), config.max_record_chars)
     else:
         problems = task.problems(spec.num_problems, seed=config.seed, split="train")
+    dist = dist or Dist()
+    stream = Stream(problems, config.seed, i)
     rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i,
                           flops=ModelFlops.from_model(policy) if policy is not None else None,
-                          score=functools.partial(_score, policy, config.precision))
-    return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), Stream(problems, config.seed, i),
+                          score=functools.partial(_score, policy, config.precision, value_head=value_head),
+                          rewards=_reward_funcs(sc, config_dir),
+                          refill=lambda: shard(stream.take(sc.batch_size * spec.mini_batches), dist.rank, dist.world),
+                          global_sum=dist.sum)
+    return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), stream,
                   sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
 
 
-def _score(policy, precision: str, batch):
-    """Log-probs of `batch` under the policy as it is, without gradient (pi_old of a mini-batch)."""
+def _reward_funcs(sc, config_dir: Path):
+    """A task source's reward terms beside its verifier (`unift.rollout.rewards`), or None when
+    the verifier's reward is used as it is."""
+    from unift.rollout.rewards import RewardFuncs
+
+    if not sc.reward_funcs and sc.task_reward_weight == 1.0:
+        return None
+    return RewardFuncs(sc.reward_funcs, sc.reward_weights, sc.task_reward_weight, search=(config_dir,))
+
+
+def _score(policy, precision: str, batch, value_head=None):
+    """Log-probs of `batch` under the policy as it is, without gradient (pi_old of a mini-batch;
+    V_old with a value head)."""
     from unift.train.logprobs import token_logps
     from unift.train.step import autocast
 
     with torch.no_grad(), autocast(precision):
-        return token_logps(policy, batch)
+        return token_logps(policy, batch, value_head=value_head)
 
 
 def read_problems(path: Path, max_chars: int) -> list[dict]:
@@ -145,9 +167,10 @@ def load_data(config: RunConfig, config_dir: Path) -> dict[int, list]:
     data = {}
     for i, sc in enumerate(config.sources):
         if sc.kind != "task":
-            if sc.path is None:
-                raise ConfigError(f"sources.{i}.path: a {sc.kind} source needs a JSONL file")
-            data[i] = load_jsonl(_resolve(sc.path, config_dir), sc.kind, config.max_record_chars)
+            if sc.path is None and sc.dataset is None:
+                raise ConfigError(f"sources.{i}.path: a {sc.kind} source needs a data file (or a dataset from Python)")
+            data[i] = load_records(sc.path and _resolve(sc.path, config_dir), sc.kind, config.max_record_chars,
+                                   dataset=sc.dataset, name=f"sources.{i}.dataset", assistant_turns=sc.assistant_turns)
         elif sc.path:
             data[i] = read_problems(_resolve(sc.path, config_dir), config.max_record_chars)
     variants = [sc.variant for sc in config.sources if sc.task == "jsonl"]
@@ -160,9 +183,10 @@ def load_data(config: RunConfig, config_dir: Path) -> dict[int, list]:
     return data
 
 
-def check_sources(config: RunConfig) -> None:
+def check_sources(config: RunConfig, config_dir: Path = Path(".")) -> None:
     """What a source names, looked up before the model loads: the objective for its kind, the
-    task and its variant (each error names the key); beta = 0 warned about."""
+    task (a user's `pkg.module:MyTask` imported from the working directory or `config_dir`) and
+    its variant, the reward functions (each error names the key); beta = 0 warned about."""
     from unift import tasks
 
     for i, sc in enumerate(config.sources):
@@ -174,9 +198,14 @@ def check_sources(config: RunConfig) -> None:
             if sc.task is None:
                 raise ConfigError(f"sources.{i}.task: a task source needs `task` (one of {', '.join(tasks.names())})")
             try:
+                tasks.task_class(sc.task, search=(config_dir,))
                 tasks.get(sc.task, **sc.variant)
             except (KeyError, ValueError, TypeError) as e:
                 raise ConfigError(f"sources.{i}.task: {e.args[0] if e.args else e}") from None
+            try:
+                _reward_funcs(sc, config_dir)
+            except ValueError as e:
+                raise ConfigError(f"sources.{i}.{e}") from None
         if sc.beta == 0 and sc.objective not in BETA_FREE:
             # a warning, not an error: with TRL's sft_weight a beta-0 DPO is plain SFT on purpose
             warnings.warn(f"sources.{i}.beta = 0: objective {sc.objective} is a function of beta * (log pi - "
@@ -185,6 +214,7 @@ def check_sources(config: RunConfig) -> None:
     if config.eval.task is not None:
         for label, variant in (config.eval.variants or {"default": {}}).items():
             try:
+                tasks.task_class(config.eval.task, search=(config_dir,))
                 tasks.get(config.eval.task, **variant)
             except (KeyError, ValueError, TypeError) as e:
                 raise ConfigError(f"eval.variants.{label}: {e.args[0] if e.args else e}") from None
@@ -194,7 +224,8 @@ BETA_FREE = ("sft", "grpo")  # objectives whose loss does not read beta (diagnos
 
 
 def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=None,
-                  rollout_dtype: str = "auto", data: dict[int, list] | None = None) -> list[Source]:
+                  rollout_dtype: str = "auto", data: dict[int, list] | None = None, value_head=None,
+                  dist: Dist | None = None) -> list[Source]:
     """Every source of the mixture; task sources share one rollout engine per backend, whose
     weights and KV cache are in `rollout_dtype`. data: `load_data`'s result (else read here)."""
     data = load_data(config, config_dir) if data is None else data
@@ -203,7 +234,7 @@ def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=No
     for i, sc in enumerate(config.sources):
         if sc.kind == "task":
             sources.append(build_task_source(config, i, policy, tokenizer, engines, config_dir, rollout_dtype,
-                                             problems=data.get(i)))
+                                             problems=data.get(i), value_head=value_head, dist=dist))
             continue
         objective = losses.get(sc.objective, sc.kind)
         records = data[i]
@@ -220,14 +251,70 @@ def build_policy(config: RunConfig):
     precision the run uses (`precision: auto` resolved by measuring this machine)."""
     if config.precision not in precision.PRECISIONS:
         raise ValueError(f"precision: {config.precision!r} is not one of {', '.join(precision.PRECISIONS)}")
-    model, tokenizer = models.load(config.model.name)
+    model, tokenizer = load_start(config.model.name)
     choice = precision.choose(config.precision, *precision.model_shapes(model.config))
     if choice.train == "bf16-master":
         model = model.to(torch.bfloat16)
-    if config.model.lora is not None and not models.is_peft(model):
+    if config.model.lora is not None:
         lora = config.model.lora
         model = models.apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
+        if base := _adapter_base(config.model.name, model):
+            model.peft_config["default"].base_model_name_or_path = base
     return model, tokenizer, choice
+
+
+def final_model(config: RunConfig, policy):
+    """What model/ holds: the policy (a LoRA run: its adapter), but merged into full weights when
+    the run's adapters sit on a previous LoRA run's merged weights, which no directory holds (an
+    adapter naming that run as its base loads wrongly, without an error, in PEFT's
+    AutoPeftModelForCausalLM). Merging changes `policy` in place: call it last."""
+    if models.is_peft(policy) and lora_adapter(config.model.name) is not None:
+        return policy.merge_and_unload()
+    return policy
+
+
+def lora_adapter(spec: str) -> Path | None:
+    """The adapter directory when `spec` is a LoRA run's directory (or its model/), else None."""
+    path = Path(spec).expanduser()
+    return next((d for d in (path / "model", path) if (d / "adapter_config.json").is_file()), None)
+
+
+def load_start(spec: str):
+    """(model, tokenizer) a run starts from: `models.load(spec)`, except that a LoRA run's adapter
+    is merged into its base (loaded the same way, so chains of LoRA runs work). The merged network
+    is that run's final policy, so it is this run's start and its pi_ref, and the run's own
+    `model.lora` decides what trains (a PEFT model kept as loaded would train the old adapter and
+    make pi_ref the original base, the adapter disabled)."""
+    adapter = lora_adapter(spec)
+    if adapter is None:
+        return models.load(spec)
+    base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"model.name: {adapter} is a LoRA adapter that names no base model "
+                          "(base_model_name_or_path in its adapter_config.json)")
+    from peft import PeftModel
+
+    model, tokenizer = load_start(base)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return merged.requires_grad_(True), tokenizer  # PEFT froze the base; `models.load` gives all trainable
+
+
+def _adapter_base(spec: str, model) -> str | None:
+    """What a LoRA adapter's config names as its base where PEFT's default is no use: the spec
+    for `tiny` (PEFT finds no name), an absolute path for a relative model directory (the run
+    may be loaded from anywhere). None: keep PEFT's."""
+    base = model.peft_config["default"].base_model_name_or_path
+    if not base:
+        return spec
+    return str(Path(base).resolve()) if not Path(base).is_absolute() and Path(base).is_dir() else None
+
+
+def build_value_head(config: RunConfig, policy):
+    """PPO's critic (`models.ValueHead`, docs/methods.md section 9) when a source's objective
+    reads values (`adv_estimator: gae`), else None. One head serves every such source."""
+    if not any(losses.get(sc.objective, sc.kind).wants_values(sc.params) for sc in config.sources):
+        return None
+    return models.ValueHead.for_policy(policy)
 
 
 def _agree(choice: precision.Choice, dist: Dist) -> precision.Choice:
@@ -251,11 +338,14 @@ def diagnostics_due(config: RunConfig, step: int) -> bool:
     return step == 0 or (step + 1) % config.diagnostics_every == 0 or step + 1 == config.steps
 
 
-def save_model(model, tokenizer, out: Path) -> None:
-    """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically."""
+def save_model(model, tokenizer, out: Path, value_head=None) -> None:
+    """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically; PPO's
+    value head beside it in its own file (`models.VALUE_HEAD`: the model loads as it is)."""
     tmp = Path(tempfile.mkdtemp(prefix=checkpoint.MODEL_TMP_PREFIX, dir=out.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    if value_head is not None:
+        value_head.save(tmp)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -276,7 +366,7 @@ def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = N
     """Check the config and data, claim output_dir, then run (`_run`). Everything that can be
     checked without the model is checked first."""
     validate(config)
-    check_sources(config)
+    check_sources(config, config_dir)
     data = load_data(config, config_dir)
     dist = dist or init()
     run_dir = make_run_dir(config.output_dir)
@@ -300,6 +390,24 @@ def make_run_dir(output_dir: str) -> Path:
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"output_dir: {run_dir} is not writable")
     return run_dir
+
+
+def read_back(saved: dict, where: str) -> dict:
+    """A saved config with the fields added since filled in at their defaults (so they do not
+    count as changes), every saved value kept as saved; as saved when it no longer builds."""
+    try:
+        filled = requested(build_config(saved, where=where))
+    except (ConfigError, TypeError, ValueError):
+        return saved
+
+    def overlay(default, kept):
+        if isinstance(default, dict) and isinstance(kept, dict):
+            return {**default, **{k: overlay(default.get(k), v) for k, v in kept.items()}}
+        if isinstance(default, list) and isinstance(kept, list) and len(default) == len(kept):
+            return [overlay(d, k) for d, k in zip(default, kept, strict=True)]
+        return kept
+
+    return overlay(filled, saved)
 
 
 def requested(config: RunConfig) -> dict:
@@ -334,9 +442,11 @@ def resume_point(config: RunConfig, run_dir: Path, dist: Dist) -> dict | None:
     if saved is None and (run_dir / "config.yaml").exists():  # older checkpoints, or none yet
         where = run_dir / "config.yaml"
         saved = yaml.safe_load(where.read_text())
-        if current.get("precision") == "auto":  # config.yaml holds what auto resolved to
-            saved.pop("precision", None)
-            current.pop("precision", None)
+    if isinstance(saved, dict):
+        saved = read_back(saved, str(where))
+    if where.name == "config.yaml" and isinstance(saved, dict) and current.get("precision") == "auto":
+        saved.pop("precision", None)  # config.yaml holds what auto resolved to
+        current.pop("precision", None)
     if isinstance(saved, dict) and (changes := differences(saved, current, ignore=RESUME_SAFE)):
         raise checkpoint.RunDirError(
             f"resume: settings changed since {where}: {', '.join(changes)}; they would alter the run "
@@ -361,8 +471,11 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
     reference = models.ReferencePolicy(policy)
     if config.gradient_checkpointing:
         policy.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    sources = build_sources(config, config_dir, policy, tokenizer, rollout_dtype=choice.rollout, data=data)
+    value_head = build_value_head(config, policy)
+    sources = build_sources(config, config_dir, policy, tokenizer, rollout_dtype=choice.rollout, data=data,
+                            value_head=value_head, dist=dist)
     params = [p for p in policy.parameters() if p.requires_grad]
+    params += list(value_head.parameters()) if value_head is not None else []
     opt = config.optim
     optimizer = adamw(params, precision=config.precision, lr=opt.lr, betas=opt.betas,
                       weight_decay=opt.weight_decay)
@@ -378,7 +491,7 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
     start = 0
     if ckpt is not None:
         start = checkpoint.restore(ckpt, model=policy, optimizer=optimizer, scheduler=scheduler, streams=streams,
-                                   where=str(run_dir / checkpoint.NAME))
+                                   where=str(run_dir / checkpoint.NAME), value_head=value_head)
     if dist.main:
         dump_config(config, run_dir / "config.yaml")
     writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
@@ -400,7 +513,7 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
                       policy=policy) for _ in range(opt.grad_accum)]
         metrics = train_step(policy, reference, micro, optimizer, scheduler, precision=config.precision,
                              grad_clip=opt.grad_clip, dist=dist, size=size,
-                             diagnostics_ref=diagnostics_due(config, step))
+                             diagnostics_ref=diagnostics_due(config, step), value_head=value_head)
         flops += metrics.pop("flops")  # the work done: docs/flops.md (unift.train.flops)
         row = {"step": step + 1, **metrics, **_task_metrics(metrics, sources), "flops": flops}
         latest.update(row)
@@ -417,18 +530,20 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
             evaluator(policy, step=step + 1, flops=flops)
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
             if dist.main:
-                _check_weights(policy, step + 1, run_dir)
+                _check_weights(policy, step + 1, run_dir, value_head)
                 checkpoint.save(run_dir, step=step + 1, model=policy, optimizer=optimizer,
-                                scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked})
+                                scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked},
+                                value_head=value_head)
     if progress:
         progress.close()
     if evaluator and latest and evaluator.last_step != latest["step"]:
         evaluator(policy, step=latest["step"], flops=flops)
     if dist.main:
-        _check_weights(policy, latest.get("step", start), run_dir)
+        _check_weights(policy, latest.get("step", start), run_dir, value_head)
         checkpoint.save(run_dir, step=latest.get("step", start), model=policy, optimizer=optimizer,
-                        scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked})
-        save_model(policy, tokenizer, run_dir / "model")
+                        scheduler=scheduler, streams=streams, extra={"flops": flops, "config": asked},
+                        value_head=value_head)
+        save_model(final_model(config, policy), tokenizer, run_dir / "model", value_head)
         writer.close()
         samples.close()
         _summary(run_dir, latest, sources)
@@ -454,10 +569,11 @@ def _stopped(step: int, problem: str, run_dir: Path) -> str:
             f"({kept}); lower optim.lr or check the data")
 
 
-def _check_weights(policy, step: int, run_dir: Path) -> None:
+def _check_weights(policy, step: int, run_dir: Path, value_head=None) -> None:
     """Refuse to save weights that an update made NaN or infinite (a finite loss and gradient
     norm do not rule it out: lr 1e30 overflows the update)."""
-    for name, p in policy.named_parameters():
+    head = value_head.named_parameters(prefix="value_head") if value_head is not None else []
+    for name, p in [*policy.named_parameters(), *head]:
         if p.requires_grad and not torch.isfinite(p).all():
             raise NonFiniteError(_stopped(step, f"the updated weight {name}", run_dir))
 
@@ -486,13 +602,14 @@ RL_KEYS = ("reward_mean", "correct_rate", "success_rate", "hint_fraction", "hint
 
 def _task_metrics(metrics: dict, sources: list[Source]) -> dict:
     """The first task source's RL metrics also under their plain names (`reward_mean`,
-    `reward_by_k/2`, ...)."""
+    `reward_by_k/2`, `reward/<function>`, `dynamic/dropped_groups`, ...)."""
     task = next((s for s in sources if s.kind == "task"), None)
     if task is None:
         return {}
     prefix = f"{task.name}/"
     return {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)
-            and (k[len(prefix):] in RL_KEYS or k[len(prefix):].startswith(("reward_by_k/", "correct_by_k/")))}
+            and (k[len(prefix):] in RL_KEYS
+                 or k[len(prefix):].startswith(("reward_by_k/", "correct_by_k/", "reward/", "dynamic/")))}
 
 
 class _progress:
@@ -545,16 +662,37 @@ def _summary(run_dir: Path, latest: dict, sources: list[Source]) -> None:
     console.print(f"run directory: {run_dir}\n  metrics: {run_dir / 'metrics.jsonl'}\n  model:   {run_dir / 'model'}")
 
 
+USAGE = "usage: unift train CONFIG.yaml [key=value ...] [--debug]"
+
+
+def _help() -> str:
+    """`unift train --help`: what the command takes and the config's defaults, read from RunConfig."""
+    from unift.catalog import config_keys
+
+    defaults = [f"  {key} = {default}" for key, default, _ in config_keys(RunConfig)
+                if not key.startswith(("sources.", "eval."))]
+    return (f"{USAGE}\n\n"
+            "Train on the mixture of sources in CONFIG (see configs/). Overrides use dotted keys,\n"
+            "e.g. steps=20 optim.lr=1e-5 sources.0.weight=0.5 model.name=tiny resume=true\n"
+            "Relative paths: output_dir and model.name from the working directory (as in TRL); data\n"
+            "files from the working directory, else next to CONFIG. TRL's names are accepted where\n"
+            "they mean the same (learning_rate, max_steps, num_generations, ...: docs/trl.md).\n"
+            "An expected failure prints one line and exits 2; --debug shows its traceback.\n\n"
+            "defaults (`unift list config [KEY]` explains each key; sources.N.* and eval.* there):\n"
+            + "\n".join(defaults))
+
+
 def main(argv: list[str]) -> int:
     from unift.cli import debugging, errors_as_lines
 
     debug, argv = debugging(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: unift train CONFIG.yaml [key=value ...] [--debug]\n\n"
-              "Train on the mixture of sources in CONFIG (see configs/). Overrides use dotted keys,\n"
-              "e.g. steps=20 optim.lr=1e-5 sources.0.weight=0.5 model.name=tiny resume=true\n"
-              "An expected failure prints one line and exits 2; --debug shows its traceback.")
+    if argv and argv[0] in ("-h", "--help"):
+        print(_help())
         return 0
+    if not argv:  # as argparse does for a missing argument
+        print(f"{USAGE}\nunift train: error: the following arguments are required: CONFIG.yaml "
+              "(`unift train --help` explains)", file=sys.stderr)
+        return 2
     config_path = Path(argv[0])
     with errors_as_lines("train", debug) as outcome:
         config = load_config(config_path, argv[1:])

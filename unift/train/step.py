@@ -4,8 +4,9 @@
           hinted prompts -> rollouts -> rewards -> advantages, `unift.rollout.task_source`)
     count: each source's rows and tokens over the whole step (all micro-batches, processes)
     for each micro-batch (gradient accumulation):
-        for each source:  log-probs (pi_ref without grad, then pi) -> objective, whose means
-                          divide by the step's counts, so accumulation changes no number
+        for each source:  log-probs (pi_ref without grad, then pi, and V(s_t) from the value
+                          head if the objective asks: PPO) -> objective, whose means divide
+                          by the step's counts, so accumulation changes no number
         weighted sum of the sources' losses -> backward
     average gradients over processes -> clip -> optimiser step -> LR schedule -> metrics
 """
@@ -56,10 +57,10 @@ class SourceBatch:
     rollout: RolloutBatch | None = None  # task sources: advantages, masks, pi_old / pi_ref log-probs
     ref_logps: torch.Tensor | None = None  # pi_ref, once computed (kept by a rollout across PPO epochs)
 
-    def tensors(self, logps, mask, ref_logps, counts: StepCounts | None, entropy) -> SourceTensors:
+    def tensors(self, logps, mask, ref_logps, counts: StepCounts | None, entropy, values=None) -> SourceTensors:
         s = self.source
         return SourceTensors(logps, mask, ref_logps, self.targets, s.beta, counts, entropy, self.rollout,
-                             pairs=s.kind == "preference")
+                             pairs=s.kind == "preference", values=values)
 
     @property
     def stats(self) -> dict:
@@ -135,10 +136,12 @@ def train_step(
     diagnostics_ref: bool = True,
     dist: Dist | None = None,
     size: ModelFlops | None = None,
+    value_head=None,
 ) -> dict[str, float]:
     """Run one optimiser step on micro-batches already drawn (`draw`, rollouts included);
     returns the step's metrics (averaged over processes; `flops`: the step's compute summed
-    over processes, rollouts included, counted with `size`)."""
+    over processes, rollouts included, counted with `size`). value_head: PPO's critic
+    (`unift.models.ValueHead`, its parameters in `optimizer`), for objectives that read values."""
     dist = dist or Dist()
     start = time.perf_counter()
     policy.train()
@@ -162,15 +165,19 @@ def train_step(
                 if sb.rollout is not None:  # later PPO epochs reuse it
                     sb.rollout.ref_logps = ref.logps
                 flops += size.forward(ref.tokens, ref.head_rows) if size else 0.0
+            wants_values = src.objective.wants_values(src.params)
+            if wants_values and value_head is None:
+                raise ValueError(f"source {src.name}: its objective reads values; train_step needs a value_head")
             with autocast(precision):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
-                                  with_entropy=src.objective.wants_entropy(src.params))
+                                  with_entropy=src.objective.wants_entropy(src.params),
+                                  value_head=value_head if wants_values else None)
             if size:
                 flops += size.forward(pol.tokens, pol.head_rows) + size.backward(pol.tokens, pol.head_rows)
-            if sb.rollout is not None and sb.rollout.old_logps is None:  # on-policy: pi_old = pi, detached
-                sb.rollout.old_logps = pol.logps.detach()
+            if sb.rollout is not None:  # on-policy rows: pi_old = pi (and V_old = V), detached
+                sb.rollout.on_policy(pol.logps, pol.values)
             # 2. objective: its means divide by the whole step's counts
-            x = sb.tensors(pol.logps, pol.mask, sb.ref_logps, counts[src.name], pol.entropy)
+            x = sb.tensors(pol.logps, pol.mask, sb.ref_logps, counts[src.name], pol.entropy, pol.values)
             loss, stats = src.objective.compute(x, src.params)
             stats = {**sb.stats, **stats}
             total = total + src.weight * loss
