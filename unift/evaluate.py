@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from unift import models, tasks
+    from unift import tasks
 
     is_run = (Path(args.model) / "model").is_dir()
     task_name = args.task or (_run_task(args.model) if is_run else None)
@@ -285,7 +285,9 @@ def main(argv: list[str]) -> int:
         else list(getattr(tasks.TASKS[task_name], "stop_strings", ()))
     try:
         variants = variants_from_args(task_name, args.variant)
-        model, tokenizer = models.load(args.model)
+        from unift.train.run import load_start  # a LoRA run: its adapter merged into its base
+
+        model, tokenizer = load_start(args.model)
         results = evaluate_variants(model, tokenizer, task_name, variants, args.n, split=args.split, k=args.k,
                                     viter=args.viter, max_new_tokens=args.max_new_tokens, seed=args.seed,
                                     stop_strings=stops,

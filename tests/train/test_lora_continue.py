@@ -85,3 +85,15 @@ def test_a_lora_run_on_a_lora_run_saves_full_merged_weights(tmp_path, lora_run, 
     assert not (second / "model" / "adapter_config.json").exists()
     loaded = AutoModelForCausalLM.from_pretrained(second / "model")
     torch.testing.assert_close(logits(loaded), logits(lora_policy), rtol=0, atol=1e-4)
+
+
+def test_unift_eval_reads_a_lora_run_directory(lora_run, tmp_path, capsys):
+    """`unift eval RUN_DIR` on a LoRA run evaluates the adapter merged into its base (model/ holds
+    only the adapter, which `models.load` alone refuses)."""
+    from unift.evaluate import main
+
+    assert main([str(lora_run), "--task", "countdown", "--n", "2", "--max-new-tokens", "2",
+                 "--out", str(tmp_path)]) == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["model"] == str(lora_run) and record["settings"]["n"] == 2
+    assert all(0.0 <= r["pass@1"] <= 1.0 for r in record["results"].values()) and record["results"]
