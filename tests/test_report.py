@@ -253,6 +253,19 @@ def test_report_shows_the_last_steps_samples_escaped(tmp_path):
     assert "hint k = 1 of 5 pieces" in section
 
 
+def test_samples_show_the_verifier_feedback_and_an_unscored_reward(tmp_path):
+    d = make_compare_dir(tmp_path)
+    rows = [{"step": 10, "source": "countdown", "prompt": "p", "completion": "c", "reward": None, "correct": False,
+             "feedback": "used 7 twice <bad>"},
+            {"step": 10, "source": "countdown", "prompt": "p", "completion": "c", "reward": float("nan"),
+             "correct": False}]
+    _write_jsonl(d / "runs/uft/samples.jsonl", rows)
+    page = build_report(d).read_text()
+    section = page[page.index("<h2>Samples</h2>"):page.index("<h2>Setup</h2>")]
+    assert section.count("reward none") == 2  # neither a crash on None nor "nan"
+    assert "verifier: used 7 twice &lt;bad&gt;" in section
+
+
 def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
     d = make_compare_dir(tmp_path)
     metrics = _metrics(4, 1e11, rollouts=True)

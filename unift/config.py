@@ -225,7 +225,13 @@ class RunConfig:
     learning rates an update stays invisible to the forward pass until its master has moved by
     half a bf16 step (norm weights near 1.0: 0.002-0.004, 100-200 steps at lr 2e-5), and it learnt
     measurably less in the quickstart's UFT run (docs/LOG.md, 2026-11-29). The saved model is
-    then bf16."""
+    then bf16. On a CUDA GPU, auto is bf16 where the GPU supports it (`torch.cuda.is_bf16_supported`),
+    else fp32, unmeasured; on MPS fp32 (`unift.precision.choose`)."""
+    device: str = "auto"
+    """Where the policy, pi_ref, PPO's value head, the batches and the rollout engine live, placed
+    by accelerate (`Accelerator`): auto (a CUDA GPU where torch sees one, else Apple's MPS, else the
+    CPU; under `accelerate launch` each process's own GPU), cpu, cuda or mps. A device this
+    machine lacks stops the run before the model loads."""
     diagnostics: bool = True
     """Compute pi_ref's log-probs for the implicit-reward diagnostics even when no objective
     needs them (plain SFT): a reference forward, about a third more compute on the steps that
@@ -259,7 +265,37 @@ class RunConfig:
     (whose memory grows with the text, not with max_length). JSONL lines are read only up to
     6x this (+4096) characters, room for JSON escapes."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (and no other: transformers', huggingface_hub's and datasets' bars are
+    off while it runs)."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Experiment trackers that get every metrics.jsonl row under its own names (TRL's
+    `report_to`): tensorboard (<run>/tb/), wandb (offline in <run>/wandb/ unless WANDB_MODE is
+    set), mlflow (a sqlite store, <run>/mlflow.db, unless MLFLOW_TRACKING_URI is set), trackio
+    (trackio's local database); [] for none. Written by the main process only, through
+    accelerate's tracker classes (`unift.train.trackers`). A tracker whose package is missing is a
+    config error naming the pip package."""
+    samples_every: int = 1
+    """Write a few decoded rollouts to samples.jsonl on the first, every N-th and the last step:
+    per task source the first rollout of the first 2 prompts, with its prompt, hint, completion,
+    reward, correct, and each reward function's term. 0: none. TRL's `log_completions: true` is
+    accepted as 1, `false` as 0."""
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise ConfigError(f"device: expected one of {', '.join(DEVICES)}, got {_short(self.device)}")
+        _check_report_to(self.report_to)
+
+
+def _check_report_to(names) -> None:
+    from unift.train.trackers import check_report_to
+
+    try:
+        check_report_to(names)
+    except ValueError as err:
+        raise ConfigError(f"report_to: {err}") from None
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # `RunConfig.device`
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -297,6 +333,8 @@ def validate(config: RunConfig) -> None:
     _at_least("save_every", config.save_every, 0)
     _at_least("diagnostics_every", config.diagnostics_every, 1)
     _at_least("max_record_chars", config.max_record_chars, 1)
+    _at_least("samples_every", config.samples_every, 0)
+    _check_report_to(config.report_to)  # again: a Python caller may have changed it since
     _finite("max_flops", config.max_flops, 0)
     opt = config.optim
     _finite("optim.lr", opt.lr, 0, strict_low=True)
@@ -396,6 +434,7 @@ TRL_ALIASES: dict[str, dict[str, Alias]] = {
         "lr_scheduler_type": Alias("optim.schedule", _SCHEDULES),
         "save_steps": Alias("save_every"),
         "bf16": Alias("precision", {True: "bf16", False: "fp32"}),
+        "log_completions": Alias("samples_every", {True: 1, False: 0}),  # TRL: at every logging step
     },
     "source": {  # GRPOConfig's sampling and loss settings, given on a task source
         "num_generations": Alias("rollout.num_generations", kinds=_TASK),
@@ -425,6 +464,9 @@ TRL_ELSEWHERE = {
     "sources.N.params.c_kl",
     "model_name_or_path": "the model is `model.name`",
     "fp16": "precision: auto | bf16 | fp32 | bf16-master (no fp16 on CPUs)",
+    "num_completions_to_print": "samples.jsonl holds the first rollout of the first 2 prompts per task source "
+    "on each logged step (`samples_every`)",
+    "logging_steps": "metrics.jsonl and the trackers get every step; samples.jsonl every `samples_every` steps",
 }
 """TRL names unift does not accept as aliases, with where the setting lives (docs/trl.md)."""
 

@@ -304,10 +304,10 @@ class ValueHead(torch.nn.Module):
 
     @classmethod
     def for_policy(cls, policy) -> ValueHead:
-        """A zero value head of the policy's hidden size and weight dtype (LoRA or not)."""
+        """A zero value head of the policy's hidden size and weight dtype (LoRA or not), on its device."""
         base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
         head = base.get_output_embeddings()
-        return cls(head.in_features, dtype=head.weight.dtype)
+        return cls(head.in_features, dtype=head.weight.dtype).to(head.weight.device)
 
     def save(self, directory: Path) -> None:
         """Write `VALUE_HEAD` (safetensors) into `directory`."""

@@ -18,6 +18,12 @@ EPYCs and Ryzens, older Intel, most laptops) torch emulates it and bf16 runs 5-1
 
 `bf16-master` (bf16 weights, fp32 masters) is never chosen automatically: it learns less at
 fine-tuning learning rates (docs/LOG.md, 2026-11-29).
+
+Off the CPU nothing is measured (`choose(..., device=...)`): on a CUDA GPU `auto` is bf16
+(autocast, bf16 rollouts) where `torch.cuda.is_bf16_supported()` (Ampere and later: bf16 runs
+on the tensor cores at fp16's rate and needs no loss scaling), fp32 elsewhere; on Apple's MPS it
+is fp32 (bf16 there depends on the macOS and torch versions). fp16 is never used: it would need
+a loss scaler, which unift does not have.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 PRECISIONS = {  # `RunConfig.precision` -> what it means
-    "auto": "bf16 autocast where it measured faster on this CPU, else fp32",
+    "auto": "bf16 autocast where it measured faster on this CPU (a CUDA GPU: where supported), else fp32",
     "bf16": "fp32 weights, bf16 autocast",
     "bf16-master": "bf16 weights, fp32 master weights",
     "fp32": "fp32",
@@ -226,10 +232,14 @@ def _warn(message: str) -> None:
     print(f"unift: warning: {message}", file=sys.stderr)
 
 
-def choose(precision: str, hidden: int, intermediate: int, *, warn=_warn) -> Choice:
-    """Resolve a `precision` setting at these model shapes (see the module docstring)."""
+def choose(precision: str, hidden: int, intermediate: int, *, warn=_warn, device="cpu") -> Choice:
+    """Resolve a `precision` setting at these model shapes for training on `device` (see the
+    module docstring)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    kind = torch.device(device).type
+    if kind != "cpu":
+        return _choose_unmeasured(precision, kind)
     r = rates(hidden, intermediate)
     measured = (f"training fp32 {r.train_fp32:.0f} vs bf16 {r.train_bf16:.0f} GFLOP/s, decoding "
                 f"fp32 {r.decode_fp32:.0f} vs bf16 {r.decode_bf16:.0f}")
@@ -245,6 +255,21 @@ def choose(precision: str, hidden: int, intermediate: int, *, warn=_warn) -> Cho
     return Choice(precision, "bfloat16" if bf16 else "float32", f"precision {precision} ({measured})")
 
 
-def rollout_dtype(hidden: int, intermediate: int) -> str:
-    """The rollout engine's dtype for `dtype="auto"`: bfloat16 where it decodes faster."""
-    return choose("auto", hidden, intermediate).rollout
+def _choose_unmeasured(precision: str, kind: str) -> Choice:
+    """A GPU's choice, from what the device supports (see the module docstring)."""
+    bf16_ok = kind == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        train = "bf16" if bf16_ok else "fp32"
+        why = "bf16 supported" if bf16_ok else "no bf16 support" if kind == "cuda" else "fp32 on MPS"
+        return Choice(train, "bfloat16" if bf16_ok else "float32", f"precision auto -> {train} on {kind} ({why})")
+    bf16 = precision.startswith("bf16")
+    if bf16 and kind == "cuda" and not bf16_ok:
+        raise ValueError(f"precision: {precision} needs bf16, which this GPU does not support "
+                         "(torch.cuda.is_bf16_supported() is False); use fp32 or auto")
+    return Choice(precision, "bfloat16" if bf16 else "float32", f"precision {precision} on {kind}")
+
+
+def rollout_dtype(hidden: int, intermediate: int, device="cpu") -> str:
+    """The rollout engine's dtype for `dtype="auto"`: bfloat16 where it decodes faster (a GPU:
+    where it supports bf16)."""
+    return choose("auto", hidden, intermediate, device=device).rollout

@@ -847,11 +847,16 @@ def _samples_html(c: Comparison) -> str:
         for r in rows:
             k = f"hint k = {r.get('k')} of {r.get('num_pieces')} pieces" if r.get("k") is not None else "no hint"
             verdict = "correct" if r.get("correct") else "not correct"
-            meta = f"source {r.get('source', '?')} · {k} · reward {r.get('reward', float('nan')):.2f} · {verdict}"
+            reward = r.get("reward")  # None or NaN: no reward term scored the row (reward_funcs)
+            reward = f"{reward:.2f}" if isinstance(reward, int | float) and reward == reward else "none"
+            meta = f"source {r.get('source', '?')} · {k} · reward {reward} · {verdict}"
+            feedback = f"\n<span class='small'>verifier: {html.escape(str(r['feedback']))}</span>" \
+                if r.get("feedback") else ""
             items.append(f"<div class='sample'><p class='small'>{html.escape(meta)}</p><pre>"
                          f"<span class='prompt'>{html.escape(str(r.get('prompt', '')))}</span>\n"
                          f"<span class='hint'>{html.escape(str(r.get('hint') or ''))}</span>"
-                         f"<span class='completion'>{html.escape(str(r.get('completion', '')))}</span></pre></div>")
+                         f"<span class='completion'>{html.escape(str(r.get('completion', '')))}</span>"
+                         f"{feedback}</pre></div>")
         step = rows[0].get("step") if rows else "?"
         blocks.append(f"<details><summary>{html.escape(name)}: step {step}, first {len(rows)} samples "
                       f"(<code>{html.escape(str(rel))}</code>)</summary>{''.join(items)}</details>")

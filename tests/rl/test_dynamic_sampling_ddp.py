@@ -31,7 +31,8 @@ def test_two_processes_take_the_same_refill_rounds(tmp_path):
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        # the shipped 2-process CPU config: `--cpu --num_processes 2` starts one process (accelerate 1.15)
+        [accelerate, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "cpu-2proc.yaml"),
          "--dynamo_backend", "no", "-m", "unift.cli", "train", str(path)],
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
     )

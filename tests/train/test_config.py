@@ -5,7 +5,8 @@ import pytest
 from unift.config import ConfigError, RunConfig, load_config
 from unift.train import losses
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
+_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = sorted(p for p in _DIR.rglob("*.yaml") if p.parent != _DIR / "accelerate")  # run configs (not accelerate's)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -18,7 +18,7 @@ from unift.data.mixture import Stream
 from unift.data.records import load_jsonl
 from unift.rollout.task_source import RolloutSpec, Row, TaskRollout
 from unift.train import losses
-from unift.train.distributed import Dist
+from unift.train.distributed import Dist, init
 from unift.train.step import Source, SourceBatch, encode, step_counts, train_step
 
 MODEL = "tiny:layers=2,hidden=64,intermediate=128"
@@ -135,12 +135,15 @@ def _free_port() -> int:
 
 def _worker(rank: int, port: int, shards, out_dir: str):
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    # what `accelerate launch` sets; accelerate's Accelerator then joins the processes (gloo)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    dist = init("cpu")
     try:
+        assert (dist.rank, dist.world, dist.device.type) == (rank, 2, "cpu")
         policy, tokenizer = models.load(MODEL)
         _, batches = grpo_batches(tokenizer, [shards[rank]], "token_mean")
-        grads = gradients(policy, [batches], Dist(rank, 2))
+        grads = gradients(policy, [batches], dist)
         torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
@@ -148,10 +151,11 @@ def _worker(rank: int, port: int, shards, out_dir: str):
 
 def test_two_processes_equal_one_for_grpo(tiny, tmp_path):
     """Process 0 holds 9 completion tokens, process 1 holds 12: averaging two per-process token
-    means would weigh them equally; the step's token count weighs every token the same."""
+    means would weigh them equally; the step's token count weighs every token the same. Both
+    sides run through accelerate's Accelerator (`unift.train.distributed.init`), as the trainer."""
     policy, tokenizer = tiny
     _, whole = grpo_batches(tokenizer, [[0, 1, 2, 3]], "token_mean")
-    one = gradients(policy, [whole])
+    one = gradients(policy, [whole], init("cpu"))
     mp.spawn(_worker, args=(_free_port(), [[0, 1], [2, 3]], str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):  # averaged gradients: the same on both processes, and the single-process ones
         assert_same(torch.load(tmp_path / f"rank{rank}.pt"), one)

@@ -32,7 +32,7 @@ def last_token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     elsewhere (and 0 everywhere in a row with no masked token).  (N,), (N, T) -> (N, T)"""
     m = mask != 0
     last = m.long().cumsum(1).argmax(1)  # (N,) the first position holding the row's full count
-    out = torch.zeros(m.shape, dtype=rewards.dtype)
+    out = torch.zeros(m.shape, dtype=rewards.dtype, device=rewards.device)
     rows = m.any(1).nonzero(as_tuple=True)[0]
     out[rows, last[rows]] = rewards[rows]
     return out

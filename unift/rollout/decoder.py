@@ -158,7 +158,7 @@ class Slots:
     """Where each sample row's queries sit in the per-prompt layout (P, S), S = most rows of any
     prompt. `identity` when rows are exactly prompt-major with S rows per prompt (no gather)."""
 
-    def __init__(self, row_prompt: list[int], num_prompts: int):
+    def __init__(self, row_prompt: list[int], num_prompts: int, device: torch.device | str = "cpu"):
         B, P = len(row_prompt), num_prompts
         counts = [0] * P
         slot_of_row = []
@@ -173,8 +173,8 @@ class Slots:
         slot_rows = [B] * (P * self.S)  # B: an all-zero padding row
         for r, slot in enumerate(row_slots):
             slot_rows[slot] = r
-        self.row_slots = torch.tensor(row_slots)  # (B,)
-        self.slot_rows = torch.tensor(slot_rows)  # (P * S,)
+        self.row_slots = torch.tensor(row_slots, device=device)  # (B,)
+        self.slot_rows = torch.tensor(slot_rows, device=device)  # (P * S,)
 
     def to_slots(self, t: Tensor) -> Tensor:
         """(B, KV, G, X) -> (P, KV, S * G, X)."""
@@ -206,7 +206,7 @@ class RowCache:
     length: int = 0
 
     def __post_init__(self):
-        self.slots = Slots(self.row_prompt, self.prompt.mask.shape[0])
+        self.slots = Slots(self.row_prompt, self.prompt.mask.shape[0], self.mask.device)
 
     @property
     def capacity(self) -> int:
@@ -227,17 +227,17 @@ class RowCache:
 
     def select(self, rows: list[int]) -> None:
         """Keep only the sample rows `rows`, in that order (and only the prompts they use)."""
-        index = torch.tensor(rows)
+        index = torch.tensor(rows, device=self.mask.device)
         self.k = [k.index_select(0, index) for k in self.k]
         self.v = [v.index_select(0, index) for v in self.v]
         self.mask = self.mask.index_select(0, index)
         kept = [self.row_prompt[r] for r in rows]
         used = sorted(set(kept))
         if len(used) < self.prompt.mask.shape[0]:
-            self.prompt.select(torch.tensor(used))
+            self.prompt.select(torch.tensor(used, device=self.mask.device))
         renumber = {p: i for i, p in enumerate(used)}
         self.row_prompt = [renumber[p] for p in kept]
-        self.slots = Slots(self.row_prompt, len(used))
+        self.slots = Slots(self.row_prompt, len(used), self.mask.device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +286,8 @@ class _Layer:
 
 
 class Decoder:
-    """A bf16 or fp32 copy of a Llama-family causal LM with cache-aware prefill and decode."""
+    """A bf16 or fp32 copy of a Llama-family causal LM with cache-aware prefill and decode, on the
+    model's device (oneDNN prepacking only on the CPU)."""
 
     def __init__(self, model, dtype: torch.dtype = torch.bfloat16, pack: bool | None = None):
         config = model.config
@@ -294,7 +295,10 @@ class Decoder:
         if reason is not None:
             raise ValueError(f"Decoder does not support this model: {reason}")
         self.dtype = dtype
-        self.pack = can_prepack(dtype) if pack is None else pack
+        self.device = _base_model(model).get_input_embeddings().weight.device
+        if pack is None:
+            pack = self.device.type == "cpu" and can_prepack(dtype)
+        self.pack = pack
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
@@ -307,7 +311,7 @@ class Decoder:
         H, KV, hd, D = self.n_heads, self.n_kv, self.head_dim, self.hidden
 
         def empty(*shape):
-            return torch.empty(*shape, dtype=dtype)
+            return torch.empty(*shape, dtype=dtype, device=self.device)
 
         for layer in base.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
@@ -375,8 +379,8 @@ class Decoder:
         needed = int(positions.max()) + 1
         if self._cos is None or self._cos.shape[0] < needed:
             size = max(needed, 2 * (0 if self._cos is None else self._cos.shape[0]), 1024)
-            x = torch.zeros(1, dtype=torch.float32)
-            cos, sin = self._rotary(x, torch.arange(size)[None])  # (1, size, hd) fp32, as HF
+            x = torch.zeros(1, dtype=torch.float32, device=self.device)
+            cos, sin = self._rotary(x, torch.arange(size, device=self.device)[None])  # (1, size, hd) fp32, as HF
             half = cos.shape[-1] // 2
             sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # sign of rotate_half
             self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
@@ -428,12 +432,13 @@ class Decoder:
         the final-normed hidden state at the last column (P, D). The first `shared` columns,
         identical in every row, are encoded once and copied. At most `max_tokens` query tokens
         go through one forward (bounds memory)."""
+        ids, valid = ids.to(self.device), valid.to(self.device)
         P, Lp = ids.shape
         shape = (P, self.n_kv, Lp, self.head_dim)
         cache = PromptCache(
-            k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
-            v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
-            mask=torch.zeros(P, Lp).masked_fill_(~valid, NEG_INF),
+            k=[torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers],
+            v=[torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers],
+            mask=torch.zeros(P, Lp, device=self.device).masked_fill_(~valid, NEG_INF),
         )
         positions = (valid.cumsum(1) - 1).clamp_(min=0)  # real tokens at 0..len-1, as HF
         if shared:  # the common prefix once, as a batch of one, then copied to every prompt
@@ -452,7 +457,7 @@ class Decoder:
         P, Lp = ids.shape
         H, KV, hd = self.n_heads, self.n_kv, self.head_dim
         G = H // KV
-        causal = torch.ones(Lp, Lp, dtype=torch.bool).tril_()
+        causal = torch.ones(Lp, Lp, dtype=torch.bool, device=ids.device).tril_()
         step = max(1, max_tokens // P)
         x = None
         for s in range(start, end, step):
@@ -460,8 +465,8 @@ class Decoder:
             T = e - s
             # query i sees real keys j <= i; a padding query sees itself only (no empty rows)
             allowed = causal[s:e] & valid[:, None, :]  # (P, T, Lp)
-            allowed[:, torch.arange(T), torch.arange(s, e)] = True
-            mask = torch.zeros(P, 1, 1, T, Lp, dtype=self.dtype).masked_fill_(
+            allowed[:, torch.arange(T, device=ids.device), torch.arange(s, e, device=ids.device)] = True
+            mask = torch.zeros(P, 1, 1, T, Lp, dtype=self.dtype, device=ids.device).masked_fill_(
                 ~allowed[:, None, None], NEG_INF
             )
             cos, sin = self.rope(positions[:, s:e])
@@ -484,13 +489,13 @@ class Decoder:
         row_prompt[r]) with room for `capacity` generated columns."""
         B = len(row_prompt)
         shape = (B, self.n_kv, capacity, self.head_dim)
-        prompt_mask = prompt.mask.index_select(0, torch.tensor(row_prompt))  # (B, Lp)
-        mask = torch.cat([prompt_mask, torch.full((B, capacity), NEG_INF)], dim=1)
+        prompt_mask = prompt.mask.index_select(0, torch.tensor(row_prompt, device=self.device))  # (B, Lp)
+        mask = torch.cat([prompt_mask, torch.full((B, capacity), NEG_INF, device=self.device)], dim=1)
         return RowCache(
             prompt=prompt,
             row_prompt=list(row_prompt),
-            k=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
-            v=[torch.zeros(shape, dtype=self.dtype) for _ in self.layers],
+            k=[torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers],
+            v=[torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers],
             mask=mask.to(self.dtype)[:, None, None],
         )
 

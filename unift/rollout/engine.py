@@ -8,12 +8,13 @@ sampling log-probs.
     engine.sync(model)                                      # copy the new weights in
 
 Backends (`rollout.backend` in the config):
-- "hf" (`unift.rollout.hf.HFEngine`): in-process PyTorch. For Llama / Qwen2 / Qwen3 a lean
-  decoder (bf16 or fp32, whichever measured faster on this CPU: `unift.precision`) with a
-  preallocated KV cache (`unift.rollout.decoder`); other architectures fall back
-  to `transformers.generate`. No GPU needed.
+- "hf" (`unift.rollout.hf.HFEngine`): in-process PyTorch, on the model's device. For Llama /
+  Qwen2 / Qwen3 a lean decoder (bf16 or fp32, whichever measured faster on this CPU:
+  `unift.precision`) with a preallocated KV cache (`unift.rollout.decoder`); other architectures
+  fall back to `transformers.generate`. No GPU needed.
 - "vllm" (`unift.rollout.vllm_engine.VLLMEngine`): vLLM in the trainer's process, imported only
-  when chosen; weights synced by `load_weights` (see that module).
+  when chosen; weights synced by `load_weights` (see that module). Written against vLLM's API
+  but never run: this project has no GPU, and only its missing-package error is tested.
 
 Samples are prompt-major: prompt 0's G samples first, then prompt 1's, ... (groups contiguous),
 which is the layout GRPO's group-relative advantages expect.
@@ -82,7 +83,7 @@ class Engine(Protocol):
 def resolve_dtype(dtype: str | torch.dtype, model=None) -> torch.dtype:
     """A torch dtype from its name; "auto" (needs `model`): bfloat16 where bf16 products of the
     model's shapes decode faster on this machine than fp32 ones, else float32 (measured once and
-    cached, `unift.precision`)."""
+    cached, `unift.precision`); for a model on a GPU, bfloat16 where the GPU supports it."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
@@ -90,7 +91,8 @@ def resolve_dtype(dtype: str | torch.dtype, model=None) -> torch.dtype:
 
         if model is None:
             raise ValueError("dtype 'auto' needs the model whose shapes to measure")
-        dtype = precision.rollout_dtype(*precision.model_shapes(model.config))
+        device = next(model.parameters()).device
+        dtype = precision.rollout_dtype(*precision.model_shapes(model.config), device=device)
     names = {
         "bfloat16": torch.bfloat16,
         "bf16": torch.bfloat16,

@@ -16,6 +16,12 @@ One `generate` call, per chunk of at most `max_batch_size` samples:
 `transformers.generate` on a copy in the engine's dtype instead: same API, 3-4x slower here
 (docs/LOG.md). The dtype: "auto" (default) is bf16 where bf16 products measured faster on this
 CPU, else fp32 (`unift.precision`); both run on oneDNN-prepacked weights where available.
+
+Devices: the generation copy lives on the training model's device (a GPU's: `device` in the
+run config). Sampling itself (step 3) runs on the CPU there too, on a copy of the step's logits,
+with the same CPU generator: a seed draws the same uniforms on any device, and the (B, V) copy
+per step is small next to the step's forward pass. Tested on the CPU only (this project has
+no GPU); on a GPU it is the same code with its tensors on the device.
 """
 
 from __future__ import annotations
@@ -200,16 +206,19 @@ class HFEngine:
         dec = self.decoder
         t0 = time.perf_counter()
         distinct = sorted(set(chunk))
+        device = dec.device
         ids, valid, shared = prompt_layout([prompts[p] for p in distinct], self.pad_id, self.share_prefix)
+        ids, valid = ids.to(device), valid.to(device)
         Lp = ids.shape[1]
         prompt_cache, hidden = dec.prefill(ids, valid, self.prefill_tokens, shared)
         row_prompt = [distinct.index(p) for p in chunk]  # chunk row -> prefilled prompt
-        src = torch.tensor(row_prompt)
+        src = torch.tensor(row_prompt, device=device)
         # temperature is applied to the hidden state (B x D) rather than to the logits (B x V)
         scale = 1.0 if temperature <= 0 else 1.0 / temperature
         B, V = len(chunk), dec.lm_head.shape[0]
         # reused buffers: fresh multi-MB tensors page-fault at ~1 ms/MB on this VM
-        logits_buf, work = torch.empty(B, V, dtype=dec.dtype), torch.empty(B, V)
+        # sampling on the CPU (see the module docstring): `work` stays there
+        logits_buf, work = torch.empty(B, V, dtype=dec.dtype, device=device), torch.empty(B, V)
         logits = dec.logits(hidden * scale if scale != 1.0 else hidden).index_select(0, src)
         positions = valid.sum(1).index_select(0, src)  # (B,) next rotary position of each row
         rows = dec.new_rows(prompt_cache, row_prompt, min(max_new - 1, self.grow_chunk))
@@ -223,8 +232,9 @@ class HFEngine:
         finished = [False] * B
         sample_temperature = 0.0 if temperature <= 0 else 1.0  # already scaled
         for t in range(max_new):
-            tok, lp = sample(logits, sample_temperature, top_p, generator, work)  # (b,), (b,)
+            tok, lp = sample(logits.cpu(), sample_temperature, top_p, generator, work)  # (b,), (b,)
             tok_list, lp_list = tok.tolist(), lp.tolist()
+            tok = tok.to(device)
             live = []  # cache rows still generating
             for i, r in enumerate(active):
                 if done[r]:
@@ -248,7 +258,7 @@ class HFEngine:
             dead = len(active) - len(live)
             if dead and (must_grow or dead >= self.compact_fraction * len(active)):
                 rows.select(live)
-                keep = torch.tensor(live)
+                keep = torch.tensor(live, device=device)
                 tok, positions = tok.index_select(0, keep), positions.index_select(0, keep)
                 active = [active[i] for i in live]
                 self.stats["compactions"] += 1
@@ -275,6 +285,7 @@ class HFEngine:
         for i, p in enumerate(chunk):
             ids[i, Lp - len(prompts[p]) :] = torch.tensor(prompts[p])
             attention[i, Lp - len(prompts[p]) :] = 1
+        ids, attention = ids.to(model.device), attention.to(model.device)
         greedy = temperature <= 0
         kwargs = (
             dict(do_sample=False)

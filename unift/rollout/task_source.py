@@ -150,6 +150,8 @@ class Row:
     parts: dict | None = None
     """With reward functions: each reward term by name, the verifier's `task` included
     (`unift.rollout.rewards`); `reward` is their weighted sum (NaN: no term scored the row)."""
+    feedback: str = ""
+    """The verifier's feedback on `answer` (`Score.feedback`), for samples.jsonl."""
 
 
 @dataclass
@@ -352,7 +354,7 @@ class TaskRollout:
                 answer = (self.full_target(problems[i]) if full[i] else hints[i][0]) + text
                 score = task.score(problems[i], answer)
                 rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i,
-                                messages=prompts[i], answer=answer))
+                                messages=prompts[i], answer=answer, feedback=score.feedback))
                 if spec.viter > 1:
                     attempts.append((i, prompts[i], answer, score))
         rows += self._retries(problems, attempts, counts)
@@ -431,7 +433,8 @@ class TaskRollout:
             attempts = []
             for (i, _, _, _), conv, p, c, text in zip(failed, convs, ids, out.completion_ids, out.texts, strict=True):
                 score = self.task.score(problems[i], text)
-                rows.append(Row(p, [], c, score.reward, score.correct, i, attempt, messages=conv, answer=text))
+                rows.append(Row(p, [], c, score.reward, score.correct, i, attempt, messages=conv, answer=text,
+                                feedback=score.feedback))
                 attempts.append((i, conv, text, score))
         return rows
 
@@ -457,7 +460,7 @@ class TaskRollout:
             i, prompt = asked[j // n]
             score = self.task.score(problems[i], text)
             rows.append(Row(prompt, [], ids, score.reward, score.correct, i, kind="question_hint", messages=hinted[i],
-                            answer=text))
+                            answer=text, feedback=score.feedback))
         return rows
 
     def _prefix_rows(self, problems, prompt_ids, prompts, todo, step, total_steps, counts) -> list[Row]:
@@ -478,7 +481,8 @@ class TaskRollout:
             answer = self.tokenizer.decode(pre) + text
             score = self.task.score(problems[i], answer)
             rows.append(Row(prompt_ids[i], pre, ids, score.reward, score.correct, i,
-                            kind="prefix" if pre else "rollout", baseline=not pre, messages=prompts[i], answer=answer))
+                            kind="prefix" if pre else "rollout", baseline=not pre, messages=prompts[i], answer=answer,
+                            feedback=score.feedback))
         return rows
 
     def _expert_rows(self, problems, prompt_ids, prompts, todo, rows) -> list[Row]:
@@ -494,7 +498,7 @@ class TaskRollout:
             target = self.full_target(problems[i])
             score = self.task.score(problems[i], target)
             return Row(prompt_ids[i], [], self._ids(target) + eos, score.reward, score.correct, i,
-                       kind="expert", baseline=baseline, messages=prompts[i], answer=target)
+                       kind="expert", baseline=baseline, messages=prompts[i], answer=target, feedback=score.feedback)
 
         out = [expert(i, True) for i in todo for _ in range(spec.per_group)]
         n_extra = round(spec.share / (1 - spec.share) * len(rows))
@@ -670,7 +674,7 @@ class TaskRollout:
             _, k, num = hints[r.group]
             out.append({"prompt": decode(r.prompt_ids), "hint": decode(r.hint_ids),
                         "completion": decode(r.completion_ids), "reward": _number(r.reward), "correct": r.correct,
-                        "k": k, "num_pieces": num})
+                        "feedback": r.feedback, "k": k, "num_pieces": num})
             if r.parts:  # each reward term (None: the function did not score the row)
                 out[-1]["rewards"] = {name: _number(v) for name, v in r.parts.items()}
         return out

@@ -41,7 +41,8 @@ LOCK = ".lock"
 MODEL = "model"
 MODEL_TMP_PREFIX = "model."  # run.save_model's temporary directory, renamed to MODEL when complete
 RUN_FILES = ("config.yaml", "metrics.jsonl", NAME, MODEL)  # any of these: a run lives here
-OUTPUTS = (*RUN_FILES, "evals.jsonl", "samples.jsonl", "tb")  # what overwrite=true replaces
+# what overwrite=true replaces (the trackers' offline files too: unift.train.trackers)
+OUTPUTS = (*RUN_FILES, "evals.jsonl", "samples.jsonl", "tb", "wandb", "mlflow.db", "mlartifacts")
 # temporaries a kill can leave: atomic_save's (mkstemp), save_model's (mkdtemp), open_step_log's
 STALE = re.compile(r"checkpoint\.pt\.[a-z0-9_]{8}\.tmp|model\.[a-z0-9_]{8}|(metrics|evals|samples)\.tmp")
 KEYS = ("step", "model", "optimizer", "scheduler", "rng", "streams", "extra")

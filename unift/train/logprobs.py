@@ -93,18 +93,18 @@ def _pack(batch: Batch, lengths: list[int]):
     real position of the padded batch (shared prefix positions map to the group's one copy)."""
     ids = batch.input_ids
     tokens, positions, groups = [], [], []
-    index = torch.zeros(ids.shape, dtype=torch.long)
+    index = torch.zeros(ids.shape, dtype=torch.long, device=ids.device)
     offset = 0
     for prefix, rows in _groups(ids, lengths):
         tokens.append(ids[rows[0], :prefix])
-        positions.append(torch.arange(prefix))
-        index[rows, :prefix] = torch.arange(offset, offset + prefix)
+        positions.append(torch.arange(prefix, device=ids.device))
+        index[rows, :prefix] = torch.arange(offset, offset + prefix, device=ids.device)
         offset += prefix
         for r in rows:
             n = lengths[r] - prefix
             tokens.append(ids[r, prefix:lengths[r]])
-            positions.append(torch.arange(prefix, lengths[r]))
-            index[r, prefix:lengths[r]] = torch.arange(offset, offset + n)
+            positions.append(torch.arange(prefix, lengths[r], device=ids.device))
+            index[r, prefix:lengths[r]] = torch.arange(offset, offset + n, device=ids.device)
             offset += n
         groups.append(_Group(prefix, [lengths[r] - prefix for r in rows]))
     return torch.cat(tokens)[None], torch.cat(positions)[None], groups, index
@@ -114,11 +114,12 @@ _EAGER_MAX = 512 * 512  # blocks up to this many (query, key) pairs run as plain
 
 
 @functools.lru_cache(maxsize=1024)
-def _block_mask(prefix: int, n: int) -> torch.Tensor:
-    """(n, prefix + n) bool: n queries see the `prefix` keys before them, then themselves causally.
-    Cached: every layer of every pass asks for the same few shapes (callers never modify it)."""
-    own = torch.ones(n, n, dtype=torch.bool).tril()
-    return torch.cat([torch.ones(n, prefix, dtype=torch.bool), own], 1)
+def _block_mask(prefix: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, prefix + n) bool on `device`: n queries see the `prefix` keys before them, then
+    themselves causally. Cached: every layer of every pass asks for the same few shapes (callers
+    never modify it)."""
+    own = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    return torch.cat([torch.ones(n, prefix, dtype=torch.bool, device=device), own], 1)
 
 
 def _attend(module, q, k, v, prefix: int, **kwargs):
@@ -132,10 +133,10 @@ def _attend(module, q, k, v, prefix: int, **kwargs):
     _, H, n, D = q.shape
     KV, m = k.shape[1], k.shape[2]
     if n * m > _EAGER_MAX:
-        mask = _block_mask(prefix, n)[None, None] if prefix else None
+        mask = _block_mask(prefix, n, q.device)[None, None] if prefix else None
         return sdpa_attention_forward(module, q, k, v, mask, **kwargs)[0]
     scores = torch.matmul(q.reshape(KV, H // KV * n, D), k[0].transpose(1, 2)) * module.scaling
-    scores = scores.view(KV, H // KV, n, m).masked_fill(~_block_mask(prefix, n), float("-inf"))
+    scores = scores.view(KV, H // KV, n, m).masked_fill(~_block_mask(prefix, n, q.device), float("-inf"))
     probs = scores.softmax(-1, dtype=torch.float32).to(v.dtype).view(KV, H // KV * n, m)
     return torch.matmul(probs, v[0]).view(H, n, D).transpose(0, 1)[None]
 
@@ -181,7 +182,7 @@ AttentionInterface.register("sdpa", _sdpa_or_varlen)
 def _right_padded_lengths(attention_mask: torch.Tensor) -> list[int] | None:
     """Row lengths if every row is 1s then 0s (as `collate` makes them), else None."""
     lengths = attention_mask.sum(1)
-    positions = torch.arange(attention_mask.shape[1])
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
     if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
         return None
     return lengths.tolist()
@@ -220,7 +221,7 @@ class _TargetLogp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets):  # (N, V), (N,) -> (N,) fp32
-        lse = torch.empty(logits.shape[0], dtype=torch.float32)
+        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
         for i in range(0, logits.shape[0], _CHUNK):
             lse[i:i + _CHUNK] = torch.logsumexp(logits[i:i + _CHUNK].float(), dim=-1)
         ctx.save_for_backward(logits, targets, lse)
@@ -247,8 +248,8 @@ class _Entropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits):  # (N, V) -> (N,) fp32
-        lse = torch.empty(logits.shape[0], dtype=torch.float32)
-        entropy = torch.empty(logits.shape[0], dtype=torch.float32)
+        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+        entropy = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
         for i in range(0, logits.shape[0], _CHUNK):
             x = logits[i:i + _CHUNK].float()
             lse[i:i + _CHUNK] = torch.logsumexp(x, dim=-1)
@@ -270,7 +271,7 @@ class _Entropy(torch.autograd.Function):
 
 def _kl_to_ref(logits: torch.Tensor, ref_full: torch.Tensor) -> torch.Tensor:
     """sum_v p(v) (log p(v) - log q(v)) per row, detached and chunked; logits (N, V)."""
-    kl = torch.empty(logits.shape[0], dtype=torch.float32)
+    kl = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
     with torch.no_grad():
         for i in range(0, logits.shape[0], _CHUNK):
             logp = F.log_softmax(logits[i:i + _CHUNK].detach().float(), dim=-1)
@@ -307,7 +308,7 @@ def token_logps(
     logits = head(h)  # (N, V)
 
     def scatter(values: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(target_mask.shape, dtype=values.dtype)
+        out = torch.zeros(target_mask.shape, dtype=values.dtype, device=values.device)
         return out.masked_scatter(target_mask, values)
 
     picked = _TargetLogp.apply(logits, targets)  # (N,)

@@ -202,7 +202,7 @@ def _grpo(x: SourceTensors, p: dict):
     full = r.full_hint
     if full.any():  # does the model end after the whole solution? p(EOS)
         last = r.hint_mask.float().cumsum(1).argmax(1)  # each row's last hint target position
-        eos = x.logps.detach()[torch.arange(len(last)), last].exp()
+        eos = x.logps.detach()[torch.arange(len(last), device=last.device), last].exp()
         stats["full_hint_eos_p"] = eos[full].mean()
     return loss, stats
 

@@ -1,5 +1,6 @@
 """Metrics: one JSON object per step in metrics.jsonl (always step, loss, lr, tokens_per_s),
-mirrored to TensorBoard when it is installed."""
+mirrored, under the same names, to the trackers in `RunConfig.report_to` (`unift.train.trackers`:
+TensorBoard in <run>/tb/ by default)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import math
 import os
 from pathlib import Path
+
+from unift.train import trackers
 
 
 def _plain(value):
@@ -31,32 +34,25 @@ def open_step_log(path: Path, resume_step: int | None):
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
+    """metrics.jsonl plus the trackers named in `report_to`, started with the run's config
+    (`params`, plain types) for their hyperparameter tables."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None,
+                 report_to: tuple[str, ...] | list[str] = ("tensorboard",), params: dict | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.file = open_step_log(self.path, resume_step)
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
-            except ImportError:  # tensorboard is optional
-                self.tb = None
+        self.trackers = trackers.open_trackers(list(report_to), Path(run_dir), params or {}) if report_to else []
 
     def write(self, row: dict) -> dict:
         row = {k: _plain(v) for k, v in row.items()}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
-        if self.tb is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, int | float):
-                    self.tb.add_scalar(key, value, row["step"])
+        trackers.log(self.trackers, row)
         return row
 
     def close(self) -> None:
         self.file.close()
-        if self.tb is not None:
-            self.tb.close()
+        trackers.finish(self.trackers)
 
 
 def _rows(lines: list[str], path: Path):

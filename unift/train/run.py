@@ -1,8 +1,9 @@
 """`unift train CONFIG [key=value ...]`: set up a run from its config, loop over steps, save.
 
-The run directory holds config.yaml (resolved), metrics.jsonl, tb/ (TensorBoard, if installed),
-checkpoint.pt (resumable; atomic) and model/ (the final model or LoRA adapter, safetensors; a
-PPO run's value head beside it, `value_head.safetensors`).
+The run directory holds config.yaml (resolved), metrics.jsonl, samples.jsonl, tb/ (TensorBoard,
+unless report_to leaves it out; wandb/ and mlflow.db when report_to names them), checkpoint.pt
+(resumable; atomic) and model/ (the final model or LoRA adapter, safetensors; a PPO run's value
+head beside it, `value_head.safetensors`).
 One run at a time holds it (`.lock`); a directory holding another run is refused unless
 resume=true (same config, safe settings aside) or overwrite=true (docs/RELIABILITY.md).
 """
@@ -48,6 +49,7 @@ from unift.train.flops import ModelFlops
 from unift.train.metrics import MetricsWriter, open_step_log
 from unift.train.optim import adamw
 from unift.train.step import Source, draw, train_step
+from unift.train.trackers import one_progress_display
 
 
 def seed_everything(seed: int) -> None:
@@ -142,12 +144,13 @@ def _reward_funcs(sc, config_dir: Path):
 
 def _score(policy, precision: str, batch, value_head=None):
     """Log-probs of `batch` under the policy as it is, without gradient (pi_old of a mini-batch;
-    V_old with a value head)."""
+    V_old with a value head). The batch moves to the policy's device."""
     from unift.train.logprobs import token_logps
-    from unift.train.step import autocast
+    from unift.train.step import autocast, move_tensors
 
-    with torch.no_grad(), autocast(precision):
-        return token_logps(policy, batch, value_head=value_head)
+    device = next(policy.parameters()).device
+    with torch.no_grad(), autocast(precision, device.type):
+        return token_logps(policy, move_tensors(batch, device), value_head=value_head)
 
 
 def read_problems(path: Path, max_chars: int) -> list[dict]:
@@ -246,13 +249,14 @@ def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=No
     return sources
 
 
-def build_policy(config: RunConfig):
-    """The policy (fp32, or bf16 for bf16-master; LoRA if asked), its tokenizer, and the
-    precision the run uses (`precision: auto` resolved by measuring this machine)."""
+def build_policy(config: RunConfig, device="cpu"):
+    """The policy (fp32, or bf16 for bf16-master; LoRA if asked) on `device`, its tokenizer, and
+    the precision the run uses there (`precision: auto` resolved by measuring this CPU, or by
+    what the GPU supports)."""
     if config.precision not in precision.PRECISIONS:
         raise ValueError(f"precision: {config.precision!r} is not one of {', '.join(precision.PRECISIONS)}")
     model, tokenizer = load_start(config.model.name)
-    choice = precision.choose(config.precision, *precision.model_shapes(model.config))
+    choice = precision.choose(config.precision, *precision.model_shapes(model.config), device=device)
     if choice.train == "bf16-master":
         model = model.to(torch.bfloat16)
     if config.model.lora is not None:
@@ -260,7 +264,7 @@ def build_policy(config: RunConfig):
         model = models.apply_lora(model, lora.r, lora.alpha, lora.dropout, lora.target_modules)
         if base := _adapter_base(config.model.name, model):
             model.peft_config["default"].base_model_name_or_path = base
-    return model, tokenizer, choice
+    return model.to(device), tokenizer, choice
 
 
 def final_model(config: RunConfig, policy):
@@ -359,16 +363,22 @@ class NonFiniteError(FloatingPointError):
 # settings a resumed run may change: none of them alters the weights' trajectory (max_flops only
 # where the run stops, gradient checkpointing only memory; the data cap only admits or refuses)
 RESUME_SAFE = ("eval", "save_every", "progress", "output_dir", "diagnostics", "diagnostics_every", "resume",
-               "overwrite", "max_flops", "gradient_checkpointing", "max_record_chars")
+               "overwrite", "max_flops", "gradient_checkpointing", "max_record_chars", "report_to", "samples_every")
 
 
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
     """Check the config and data, claim output_dir, then run (`_run`). Everything that can be
-    checked without the model is checked first."""
+    checked without the model is checked first. While unift's progress bar shows, the libraries'
+    own bars stay off (`trackers.one_progress_display`)."""
+    with one_progress_display(config.progress):
+        return _train(config, config_dir, dist)
+
+
+def _train(config: RunConfig, config_dir: Path, dist: Dist | None) -> Path:
     validate(config)
     check_sources(config, config_dir)
     data = load_data(config, config_dir)
-    dist = dist or init()
+    dist = dist or init(config.device)
     run_dir = make_run_dir(config.output_dir)
     lock = checkpoint.RunLock(run_dir).acquire() if dist.main else None
     try:
@@ -463,10 +473,10 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
         torch.set_num_threads(max(1, torch.get_num_threads() // dist.world))
     seed_everything(config.seed)
 
-    policy, tokenizer, choice = build_policy(config)
+    policy, tokenizer, choice = build_policy(config, dist.device)  # pi_ref, value head, engine follow it
     choice = _agree(choice, dist)
     if dist.main and config.progress:
-        print(f"unift: {choice.reason}", file=sys.stderr)
+        print(f"unift: {dist.describe()}; {choice.reason}", file=sys.stderr)
     config = dataclasses.replace(config, precision=choice.train)  # what the steps and config.yaml use
     reference = models.ReferencePolicy(policy)
     if config.gradient_checkpointing:
@@ -494,7 +504,8 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
                                    where=str(run_dir / checkpoint.NAME), value_head=value_head)
     if dist.main:
         dump_config(config, run_dir / "config.yaml")
-    writer = MetricsWriter(run_dir, resume_step=start if ckpt else None) if dist.main else None
+    writer = MetricsWriter(run_dir, resume_step=start if ckpt else None, report_to=config.report_to,
+                           params=asked) if dist.main else None
 
     progress = _progress(config, start) if dist.main and config.progress else None
     size = ModelFlops.from_model(policy)
@@ -519,7 +530,8 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
         latest.update(row)
         if writer:
             writer.write(row)
-            _write_samples(samples, step + 1, micro)
+            if samples_due(step, config.samples_every, config.steps):
+                _write_samples(samples, step + 1, micro)
         if problem := non_finite(metrics, sources):
             if progress:
                 progress.close()
@@ -585,6 +597,12 @@ def over_budget(flops: float, step: int, max_flops: float) -> bool:
     if flops >= max_flops:
         return True
     return step > 0 and flops + 0.5 * flops / step > max_flops
+
+
+def samples_due(step: int, every: int, total: int) -> bool:
+    """Whether step `step` (0-based) writes samples.jsonl rows (`RunConfig.samples_every`): the
+    first, every `every`-th and the last step, as the diagnostics pass; never for 0."""
+    return every > 0 and (step == 0 or (step + 1) % every == 0 or step + 1 == total)
 
 
 def _write_samples(f, step: int, micro: list) -> None:

@@ -113,11 +113,31 @@ def step_counts(micro_batches: list[list[SourceBatch]], dist: Dist) -> dict[str,
     return {name: StepCounts(*(dist.sum(v) / dist.world for v in values)) for name, values in local.items()}
 
 
-def autocast(precision: str):
-    """bf16: autocast of fp32 weights; bf16-master (weights already bf16) and fp32: none.
-    `auto` must have been resolved (`unift.precision.choose`) before a step runs."""
+def move_tensors(obj, device: torch.device):
+    """Move the tensor fields of a dataclass (a Batch, a RolloutBatch, ...) to `device`, in place:
+    a rollout's later PPO epochs share its objects (pi_old set at the first use must reach them).
+    Tensors already there stay as they are (on the CPU: all of them)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, torch.Tensor):
+            setattr(obj, f.name, value.to(device))
+    return obj
+
+
+def to_device(sb: SourceBatch, device: torch.device) -> SourceBatch:
+    """A micro-batch's tokens, targets and rollout tensors (masks, advantages, log-probs) on `device`."""
+    for obj in (sb, sb.batch, sb.rollout, sb.rollout and sb.rollout.batch):
+        if obj is not None:
+            move_tensors(obj, device)
+    return sb
+
+
+def autocast(precision: str, device_type: str = "cpu"):
+    """bf16: autocast of fp32 weights on `device_type` (cpu, cuda, mps); bf16-master (weights
+    already bf16) and fp32: none. `auto` must have been resolved (`unift.precision.choose`)
+    before a step runs."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     if precision in PRECISIONS and precision != "auto":
         return contextlib.nullcontext()
     raise ValueError(f"precision must be one of bf16, bf16-master, fp32 (auto resolved by "
@@ -144,6 +164,10 @@ def train_step(
     (`unift.models.ValueHead`, its parameters in `optimizer`), for objectives that read values."""
     dist = dist or Dist()
     start = time.perf_counter()
+    device = next(policy.parameters()).device  # batches go where the policy is
+    for micro in micro_batches:
+        for sb in micro:
+            to_device(sb, device)
     policy.train()
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
@@ -159,7 +183,7 @@ def train_step(
             if sb.ref_logps is None and (src.objective.wants_ref(src.params) or diagnostics_ref):
                 # the exact KL diagnostic needs pi_ref's (N, V) log-softmax where the objective allows it
                 exact_kl = src.objective.exact_kl
-                with torch.no_grad(), reference.model() as ref_model, autocast(precision):
+                with torch.no_grad(), reference.model() as ref_model, autocast(precision, device.type):
                     ref = token_logps(ref_model, batch, return_full=exact_kl)
                 sb.ref_logps, ref_full = ref.logps, ref.full
                 if sb.rollout is not None:  # later PPO epochs reuse it
@@ -168,7 +192,7 @@ def train_step(
             wants_values = src.objective.wants_values(src.params)
             if wants_values and value_head is None:
                 raise ValueError(f"source {src.name}: its objective reads values; train_step needs a value_head")
-            with autocast(precision):
+            with autocast(precision, device.type):
                 pol = token_logps(policy, batch, ref_logprobs_full=ref_full,
                                   with_entropy=src.objective.wants_entropy(src.params),
                                   value_head=value_head if wants_values else None)
