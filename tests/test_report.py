@@ -266,6 +266,23 @@ def test_samples_show_the_verifier_feedback_and_an_unscored_reward(tmp_path):
     assert "verifier: used 7 twice &lt;bad&gt;" in section
 
 
+def test_step_by_step_tasks_show_step_accuracy_and_route_success(tmp_path):
+    """Navigation's step mode reports the study's per-step accuracy and the routes finished: both
+    get columns; route_success is a binomial over the n routes (one seed), step_accuracy is not."""
+    d = make_compare_dir(tmp_path)
+    rows = _evals(0, 0.0, 0.0625, 0.015625) + _evals(5, 5e11, 0.3, 0.1) + _evals(10, 1e12, 0.4375, 0.125)
+    for r in rows[-2:]:
+        r.update(step_accuracy=0.5 if r["label"] == "easy" else 0.125, route_success=0.25)
+    _write_jsonl(d / "runs/uft/evals.jsonl", rows)
+    header, cells, _ = table_rows(load_comparison(d))
+    uft = dict(zip(header, next(c for c in cells if c[0] == "uft"), strict=True))
+    assert uft["ID 'easy' step accuracy (%)"] == "50.0" and uft["OOD 'ood_4numbers' step accuracy (%)"] == "12.5"
+    assert uft["ID 'easy' route success (%)"] == "25.0 ± 5.4"  # sqrt(0.25 * 0.75 / 64) = 0.054
+    sft = dict(zip(header, cells[1], strict=True))
+    assert sft["ID 'easy' step accuracy (%)"] == "–" and sft["ID 'easy' pass@1 (%)"].startswith("34.4")
+    assert "<td class=best>43.8 ± 6.2</td>" in build_report(d).read_text()  # best pass@1 still marked
+
+
 def test_reward_by_hint_length_is_a_mean_over_steps(tmp_path):
     d = make_compare_dir(tmp_path)
     metrics = _metrics(4, 1e11, rollouts=True)

@@ -105,8 +105,13 @@ class Chain:
         return rows[-1] if rows else None
 
 
+EPISODE_KEYS = ("step_accuracy", "route_success")
+"""Rates of tasks played step by step (navigation's step mode: the study's per-step accuracy and
+the share of routes finished), shown beside pass@1 when the evaluations have them."""
+
+
 def _is_rate(key: str) -> bool:
-    return key.startswith(("pass@", "success@"))
+    return key.startswith(("pass@", "success@")) or key in EPISODE_KEYS
 
 
 def _number(x) -> bool:
@@ -282,6 +287,12 @@ class Comparison:
         if self.match == "steps":
             return f"step-matched: every arm {self.manifest.get('steps')} optimiser steps" + where
         return (f"FLOP-matched: every arm {self.budget:.3g} training FLOPs" if self.budget else "FLOP-matched") + where
+
+    @property
+    def episode_keys(self) -> list[str]:
+        """`EPISODE_KEYS` that some evaluation row carries."""
+        rows = [r for rows in [self.base, *[a.evals for a in self.arms]] for r in rows]
+        return [k for k in EPISODE_KEYS if any(k in r for r in rows)]
 
     @property
     def success_key(self) -> str | None:
@@ -551,6 +562,9 @@ def table_rows(c: Comparison) -> tuple[list[str], list[list[str]], list[dict]]:
               "ID→OOD gap (points)", "ID format (%)", "ID truncated (%)"]
     if sk:
         header += [f"{'ID' if c.distribution(x) == 'id' else 'OOD'} '{x}' {sk} (%)" for x in labels]
+    episode = c.episode_keys
+    header += [f"{'ID' if c.distribution(x) == 'id' else 'OOD'} '{x}' {key.replace('_', ' ')} (%)"
+               for key in episode for x in labels]
     base = c.manifest.get("base_label", "base model")
     entries = [(base, [0], [0.0], {x: c.base_row(x) for x in labels})]
     entries += [(a.name, a.steps_each, a.flops_each, {x: a.final(x) for x in labels}) for a in c.arms]
@@ -565,6 +579,9 @@ def table_rows(c: Comparison) -> tuple[list[str], list[list[str]], list[dict]]:
                  _pct(first_id, "format_rate", se=False), _truncated(first_id)]
         if sk:
             line += [_pct(rows[x], sk) for x in labels]
+        # a per-step accuracy is no binomial over the n routes: its error bar only over seeds
+        line += [_pct(rows[x], key, se=key == "route_success" or (rows[x] or {}).get("seeds", 1) > 1)
+                 for key in episode for x in labels]
         cells.append(line)
         finals.append(rows)
     return header, cells, finals
@@ -768,7 +785,7 @@ details { margin: 0.5em 0; } summary { cursor: pointer; }
 
 def _table_html(header: list[str], cells: list[list[str]], finals: list[dict], c: Comparison) -> str:
     labels = c.id_labels + c.ood_labels
-    first = len(header) - len(labels) - 3 - (len(labels) if c.success_key else 0)  # first pass@1 column
+    first = 4 if c.budget else 3  # the first pass@1 column (after algorithm, steps, FLOPs, vs budget)
     best: dict[int, float] = {}
     for j, label in enumerate(labels):  # best final pass@1 among the algorithms (not the base)
         values = [f[label]["pass@1"] for f in finals[1:] if f.get(label)]
