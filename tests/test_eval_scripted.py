@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.train.helpers import source, tiny_run
+from tests.train.helpers import scripted_rollouts, source, tiny_run
 from unift import models, tasks
 from unift.evaluate import eval_problems, evaluate_policy
 from unift.rollout.engine import Rollouts
@@ -139,9 +139,7 @@ class RouteEngine:
             t, attempt = text.count("\nA_") - 1, 1 + text.count("You failed this trial")
             step = {**self.routes[i], "t": t}
             texts.append(self.task.reference_completion(step) if self.right(i, t, attempt) else GARBAGE)
-        completion_ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return Rollouts([list(p) for p in prompts], completion_ids, [[0.0] * len(c) for c in completion_ids],
-                        texts, [True] * len(texts), sum(map(len, completion_ids)), 0.0)
+        return scripted_rollouts(self.tokenizer, [list(p) for p in prompts], texts)
 
 
 def test_navigation_routes_are_played_step_by_step(tokenizer):

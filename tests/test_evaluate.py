@@ -10,9 +10,10 @@ import re
 import pytest
 import torch
 
+from tests.train.helpers import scripted_rollouts
 from unift import models, tasks
 from unift.evaluate import eval_problems, evaluate_policy, evaluate_variants, main, std_error
-from unift.rollout.engine import Rollouts, make_engine
+from unift.rollout.engine import make_engine
 from unift.tasks import Score, Task
 
 WORDS = ["apple", "river", "stone", "cloud", "green", "tiger", "piano", "house"]
@@ -107,9 +108,7 @@ class ScriptedEngine:
             for j in range(num_samples):
                 right = (j == i) if temperature > 0 else self.SOLVED_AT[i] == attempt
                 texts.append(f"<answer>{'yes' if right else 'no'}</answer>")
-        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return Rollouts([], ids, [[0.0] * len(c) for c in ids], texts, [True] * len(texts),
-                        sum(map(len, ids)), 0.0)
+        return scripted_rollouts(self.tokenizer, [], texts)
 
 
 class YesTask(Task):

@@ -23,11 +23,10 @@ import sys
 import pytest
 import torch
 
-from tests.train.helpers import ROOT
+from tests.train.helpers import ROOT, scripted_rollouts
 from unift import models, tasks
 from unift.config import ConfigError, build_config, load_config, validate
 from unift.data.tokenize import render_prompt
-from unift.rollout.engine import Rollouts
 from unift.rollout.hints import HintSpec
 from unift.rollout.rewards import RewardFuncs, combine_rewards
 from unift.rollout.task_source import RolloutSpec, TaskRollout
@@ -69,10 +68,7 @@ class ScriptedEngine:
             text = self.tokenizer.decode(ids)
             word = re.findall(r"Write the word '([a-z]+)' backwards", text)[-1]
             texts += [answer(word, j, text) for j in range(num_samples)]
-        completion_ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return Rollouts([list(p) for p in prompts for _ in range(num_samples)], completion_ids,
-                        [[0.0] * len(c) for c in completion_ids], texts, [True] * len(texts),
-                        sum(map(len, completion_ids)), 0.01)
+        return scripted_rollouts(self.tokenizer, [list(p) for p in prompts for _ in range(num_samples)], texts, 0.01)
 
 
 @pytest.fixture(scope="module")

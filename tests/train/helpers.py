@@ -21,3 +21,12 @@ def tiny_run(tmp_path: Path, sources: list[dict], **overrides) -> RunConfig:
 
 def source(kind: str, objective: str, path: str, **kw) -> dict:
     return {"name": kw.pop("name", kind), "kind": kind, "objective": objective, "path": str(DATA / path), **kw}
+
+
+def scripted_rollouts(tokenizer, prompt_ids: list, texts: list[str], seconds: float = 0.0):
+    """A scripted engine's `Rollouts` of completion `texts` (all finished; log-probs 0)."""
+    from unift.rollout.engine import Rollouts
+
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return Rollouts(prompt_ids, ids, [[0.0] * len(c) for c in ids], texts, [True] * len(texts),
+                    sum(map(len, ids)), seconds)
