@@ -14,7 +14,8 @@ whose pattern is no longer in its file is reported as STALE (update the pattern 
 Exit status: 0 when every mutation was caught, 1 when one survived, 2 when the baseline failed or
 a pattern is stale. CI does not run this (minutes on 2 cores); run it after changing the trainer
 or these tests. The guards: tests/train/test_guards_*.py, tests/train/test_shipped_configs.py,
-tests/test_eval_scripted.py, and the LR tests of tests/rl/test_uft_fidelity.py.
+tests/test_eval_scripted.py, the LR tests of tests/rl/test_uft_fidelity.py, the micro-batch tests
+of tests/train/test_exactness.py and the group-id advantages of tests/objectives.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ MUTATIONS = [
              "model = AutoModelForCausalLM.from_config(AutoModelForCausalLM.from_pretrained(path).config).to(dtype)",
              ["tests/train/test_guards_continue.py"],
              ["tests/train/test_trainer.py::test_run_directory_layout"]),
+    Mutation("micro-batch-not-drawn", "the run loop draws one micro-batch whatever optim.grad_accum",
+             "unift/train/run.py", "policy=policy) for _ in range(opt.grad_accum)]",
+             "policy=policy) for _ in range(1)]",
+             ["tests/train/test_exactness.py::test_a_run_with_grad_accum_2_trains_on_every_micro_batch"]),
+    Mutation("micro-batch-dropped", "train_step backpropagates the first micro-batch only",
+             "unift/train/step.py", "    for micro in micro_batches:\n        total = 0.0",
+             "    for micro in micro_batches[:1]:\n        total = 0.0",
+             ["tests/train/test_exactness.py::test_grad_accum_2_equals_1_on_the_same_global_batch",
+              "tests/train/test_exactness.py::test_a_run_with_grad_accum_2_trains_on_every_micro_batch"]),
+    Mutation("group-ids-ignored", "group advantages read the group ids as if sorted (rows of a group adjacent)",
+             "unift/objectives/policy_gradient.py",
+             "    adv = torch.zeros_like(rewards)\n    for g in groups.unique():",
+             "    adv = torch.zeros_like(rewards)\n    groups = groups.sort().values\n    for g in groups.unique():",
+             ["tests/objectives/test_policy_gradient.py::test_group_advantages_with_group_ids_by_hand"],
+             ["tests/objectives/test_policy_gradient.py::test_group_advantages_by_hand"]),
     Mutation("config-bad-param", "a shipped config names an objective param that does not exist",
              "configs/dpo.yaml", "params: {sft_weight: 0.0}", "params: {sft_wieght: 0.0}",
              ["tests/train/test_shipped_configs.py"],

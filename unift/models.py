@@ -22,6 +22,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -215,12 +216,17 @@ def load(spec: str = EMBEDDED, dtype: torch.dtype = torch.float32):
         model, tokenizer = tiny(spec)
         return model.to(dtype), tokenizer
     path = resolve(spec)
-    if (path / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
+    try:
+        if (path / "adapter_config.json").exists():
+            from peft import AutoPeftModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype, is_trainable=True)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype, is_trainable=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except pickle.UnpicklingError as e:  # torch's weights-only unpickler refused a pickled weights file
+        # one line, without torch's advice to load it unsafely
+        raise ValueError(f"{path}: its pickled weights name code, not only tensors, and loading them could run it; "
+                         "refused (unift loads weights only: use safetensors)") from e
     return model, load_tokenizer(spec)
 
 

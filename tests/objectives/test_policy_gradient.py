@@ -32,6 +32,28 @@ def test_group_advantages_by_hand():
     assert torch.allclose(adv, torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]), atol=1e-6)
 
 
+def test_group_advantages_with_group_ids_by_hand():
+    # what the trainer passes: a group id per row, groups of unequal size in any order (retries)
+    # group 0 = rows 1, 3, 4 = [3, 0, 0]: mean 1, deviations [2, -1, -1], unbiased std
+    #   sqrt((4 + 1 + 1) / 2) = sqrt(3) -> [1.15470, -0.57735, -0.57735]
+    # group 2 = rows 0, 2 = [1, 0]: mean 0.5, std sqrt(0.5) = 0.70711 -> [0.70711, -0.70711]
+    # group 5 = row 5 alone: no baseline -> 0
+    rewards = torch.tensor([1.0, 3.0, 0.0, 0.0, 0.0, 7.0])
+    groups = torch.tensor([2, 0, 2, 0, 0, 5])
+    adv = group_advantages(rewards, groups)
+    r3, r2 = 1 / math.sqrt(3), 1 / math.sqrt(2)
+    assert torch.allclose(adv, torch.tensor([r2, 2 * r3, -r2, -r3, -r3, 0.0]), atol=1e-5)
+    # "none": centred within each group only
+    assert torch.allclose(group_advantages(rewards, groups, scale="none"),
+                          torch.tensor([0.5, 2.0, -0.5, -1.0, -1.0, 0.0]), atol=1e-6)
+    # "batch": the same centring over the std of all 6 rewards: mean 11/6, squared deviations
+    # 59 - 6 * (11/6)^2 = 38.8333, / 5 = 7.76667, std 2.78687
+    assert torch.allclose(group_advantages(rewards, groups, scale="batch"),
+                          torch.tensor([0.5, 2.0, -0.5, -1.0, -1.0, 0.0]) / 2.78687, atol=1e-5)
+    with pytest.raises(ValueError, match="both be"):
+        group_advantages(rewards, groups[:5])
+
+
 def test_group_advantages_edge_cases():
     assert torch.equal(group_advantages(torch.tensor([1.0, 0.3]), 1), torch.zeros(2))
     with pytest.raises(ValueError):

@@ -117,6 +117,32 @@ def test_unift_train_resume_reports_a_crafted_checkpoint_in_one_line(tmp_path, c
     assert "\n" not in err
 
 
+def test_a_pickled_model_directory_does_not_execute(tmp_path, capsys):
+    """`model.name` naming a directory whose weights are a crafted pytorch_model.bin: transformers
+    loads it with torch's weights-only unpickler, which refuses the payload; `unift train` exits 2
+    with one line naming the directory (not torch's advice to load it unsafely)."""
+    from unift import models
+
+    policy, tokenizer = models.load("tiny")
+    model_dir = tmp_path / "model"
+    policy.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    for f in model_dir.glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"payload": Touch(marker)}, model_dir / "pytorch_model.bin")
+    config = tiny_run(tmp_path, [source("demonstration", "sft", "demonstrations.jsonl")], steps=1)
+    config.model.name = str(model_dir)
+    dump_config(config, tmp_path / "config.yaml")
+    capsys.readouterr()  # save_pretrained's progress bar
+    assert train_main([str(tmp_path / "config.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert not marker.exists()
+    assert err.startswith(f"unift train: error: {model_dir}: its pickled weights name code") and "\n" not in err
+    assert "weights_only" not in err
+    assert not (pathlib.Path(config.output_dir) / "model").exists()
+
+
 def draws() -> tuple:
     """Numbers from every global RNG, including the cached second Gaussians of Python and NumPy."""
     return (

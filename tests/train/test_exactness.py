@@ -101,6 +101,32 @@ def test_grad_accum_2_equals_1_on_the_same_global_batch(tiny, kind, objective, p
     assert differs(gradients(policy, halves[:1]), one)
 
 
+def test_a_run_with_grad_accum_2_trains_on_every_micro_batch(tmp_path):
+    """Through `unift train`'s loop: 2 micro-batches of 2 draw the same 4 records per source as
+    one of 4 (each stream hands its records out in order), so every step's losses, gradient norm
+    and token count equal the single-micro-batch run's. A run loop that drew one micro-batch, or
+    a step that skipped one, would train on half the batch: other losses, tokens and weights."""
+    from tests.train.helpers import source, tiny_run
+    from unift.train.metrics import read_metrics
+    from unift.train.run import train
+
+    def run(name: str, batch_size: int, grad_accum: int) -> list[dict]:
+        sources = [source("demonstration", "sft", "demonstrations.jsonl", name="demo", batch_size=batch_size,
+                          weight=0.5),
+                   source("preference", "dpo-sigmoid", "preferences.jsonl", name="pref", batch_size=batch_size,
+                          weight=0.5)]
+        config = tiny_run(tmp_path / name, sources, steps=3, precision="fp32",
+                          **{"optim.lr": 1e-3, "optim.warmup_steps": 0, "optim.grad_accum": grad_accum})
+        return read_metrics(train(config))
+
+    one, two = run("one", 4, 1), run("two", 2, 2)
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two, strict=True):  # steps 2 and 3: the same update was made before them
+        for key in ("loss", "demo/loss", "pref/loss", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+        assert b["tokens"] == a["tokens"]
+
+
 @pytest.mark.parametrize("aggregation", ["token_mean", "sequence_mean", "constant"])
 def test_grpo_grad_accum_2_equals_1_with_fixed_rollouts(tiny, aggregation):
     policy, tokenizer = tiny

@@ -121,3 +121,34 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, cap
                     "checkpoint is kept")
     assert checkpoint.load(run_dir)["step"] == 2
     assert not list(run_dir.glob("*.tmp"))
+
+
+def test_a_full_disk_at_the_final_model_is_one_line_and_resume_writes_it(tmp_path, capsys, monkeypatch):
+    """The model's write meets a full disk after part of its file: exit 2, one line naming
+    model/, no partial model directory left; the final checkpoint (written first) is whole, and
+    resume=true writes the model from it: the trained weights, no step trained again."""
+    from safetensors.torch import load_file
+    from transformers import PreTrainedModel
+
+    def full(self, directory, *args, **kwargs):
+        (Path(directory) / "model.safetensors").write_bytes(b"\0" * 100)  # torn
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", full)
+    config = config_for(tmp_path, steps=2)
+    code, line = main(tmp_path, capsys, config)
+    run_dir = Path(config.output_dir)
+    assert code == 2
+    assert line == (f"unift train: error: {run_dir / 'model'}: No space left on device; no model was written "
+                    "(the final checkpoint is kept: resume=true writes the model from it)")
+    assert not (run_dir / "model").exists() and not list(run_dir.glob("model.*"))
+    ckpt = checkpoint.load(run_dir)
+    assert ckpt["step"] == 2
+    monkeypatch.undo()
+    code, _ = main(tmp_path, capsys, config, "resume=true")
+    assert code == 0
+    saved = load_file(run_dir / "model" / "model.safetensors")
+    assert set(saved) == set(ckpt["model"])
+    for name, tensor in ckpt["model"].items():
+        torch.testing.assert_close(saved[name], tensor, rtol=0, atol=0, msg=name)
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]

@@ -28,7 +28,7 @@ class StepCounts:
     """A source's share of the whole optimiser step: its counts summed over all micro-batches and
     processes, divided by the number of processes (whose gradients are averaged). A micro-batch's
     loss divides its sum by these, so the micro-batch losses summed, then averaged over
-    processes, are exactly the mean over the global batch (docs/methods.md section 7)."""
+    processes, are exactly the mean over the global batch (docs/methods.md section 6.6)."""
 
     rows: float
     """Examples: records, preference pairs, or rollouts."""
