@@ -41,7 +41,8 @@ class SourceConfig:
     """One data source of the mixture: its records, the objective applied to them, and a weight."""
 
     name: str = ""
-    """A short name used in metric keys (`<name>/loss`); defaults to the kind."""
+    """A short name used in metric keys (`<name>/loss`); defaults to the kind (a task source's:
+    the task). Not `eval`, the evaluations' namespace in the trackers."""
     kind: str = "demonstration"
     """Record kind: demonstration | preference | binary | score | task."""
     path: str | None = None
@@ -268,7 +269,8 @@ class RunConfig:
     """Show a progress bar (and no other: transformers', huggingface_hub's and datasets' bars are
     off while it runs)."""
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    """Experiment trackers that get every metrics.jsonl row under its own names (TRL's
+    """Experiment trackers that get every metrics.jsonl row under its own names, and every
+    evals.jsonl row as `eval/<label>/<metric>` (MLflow: `pass@1` as `pass_at_1`) (TRL's
     `report_to`): tensorboard (<run>/tb/), wandb (offline in <run>/wandb/ unless WANDB_MODE is
     set), mlflow (a sqlite store, <run>/mlflow.db, unless MLFLOW_TRACKING_URI is set), trackio
     (trackio's local database); [] for none. Written by the main process only, through
@@ -359,6 +361,9 @@ def validate(config: RunConfig) -> None:
                               f"got {_short(sc.assistant_turns)}")
         if sc.dataset is not None and sc.path is not None:
             raise ConfigError(f"sources.{i}: both path and dataset are given; use one or the other")
+        if (sc.name or (sc.task if sc.kind == "task" else sc.kind)) == "eval":
+            raise ConfigError(f"sources.{i}.name: 'eval' is taken by the evaluations' metrics in the trackers "
+                              "(eval/<label>/<metric>); choose another name")
         _at_least(f"sources.{i}.batch_size", sc.batch_size, 1)
         _finite(f"sources.{i}.beta", sc.beta, 0)
         _check_rewards(sc, f"sources.{i}")

@@ -3,8 +3,10 @@
 One `unift train` run in a subprocess (so wandb, mlflow and trackio keep their process-wide
 state out of the test process) on a tiny model saved as a model directory (so transformers
 loads it with "Loading weights" and saves it with "Writing model shards"), with every installed
-tracker: each tracker's offline files hold metrics.jsonl's values under metrics.jsonl's names,
-and stderr holds none of transformers' bars. Config errors and samples.jsonl in-process.
+tracker and a held-out evaluation of two variants (at step 0, at step 2 by `every_steps`, and
+the final one at step 3): each tracker's offline files hold metrics.jsonl's values under
+metrics.jsonl's names and evals.jsonl's values as `eval/<label>/<metric>` at their steps, and
+stderr holds none of transformers' bars. Config errors and samples.jsonl in-process.
 """
 
 import json
@@ -20,7 +22,7 @@ import yaml
 from tests.rl import toy_task  # noqa: F401  (registers the "vowels" task)
 from tests.rl.test_rl_trainer import config_with, task_source
 from tests.train.helpers import DATA
-from unift.config import ConfigError, build_config, load_config
+from unift.config import ConfigError, build_config, load_config, validate
 from unift.train import trackers
 from unift.train.metrics import read_metrics
 from unift.train.run import samples_due, train
@@ -47,8 +49,10 @@ def cli_run(tmp_path_factory):
     model, tokenizer = tiny("tiny")
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
-    config = {"model": {"name": str(tmp / "model")}, "steps": 2, "max_length": 128, "precision": "fp32",
+    config = {"model": {"name": str(tmp / "model")}, "steps": 3, "max_length": 128, "precision": "fp32",
               "output_dir": str(tmp / "run"), "report_to": TRACKED,
+              "eval": {"task": "countdown", "variants": {"id": {"variant": "id"}, "ood": {"variant": "ood_numbers"}},
+                       "n": 3, "k": 2, "max_new_tokens": 6, "every_steps": 2},
               "sources": [{"name": "demo", "kind": "demonstration", "objective": "sft", "batch_size": 2,
                            "path": str(DATA / "demonstrations.jsonl")}]}
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
@@ -65,14 +69,31 @@ def cli_run(tmp_path_factory):
 
 def expected(run_dir, key: str) -> dict[int, float]:
     rows = read_metrics(run_dir)
-    assert len(rows) == 2
+    assert len(rows) == 3
     return {r["step"]: r[key] for r in rows}
+
+
+EVAL_METRICS = ("n", "pass@1", "reward_mean", "format_rate", "finished_rate", "truncated_rate",
+                "completion_tokens_mean", "pass@2")
+
+
+def expected_evals(run_dir) -> dict[str, dict[int, float]]:
+    """{tracker name `eval/<label>/<metric>`: {step: value}} from the run's evals.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "evals.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["label"]) for r in rows] == [(0, "id"), (0, "ood"), (2, "id"), (2, "ood"),
+                                                       (3, "id"), (3, "ood")]
+    assert all(set(EVAL_METRICS) <= set(r) for r in rows)
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        for key in EVAL_METRICS:
+            out.setdefault(f"eval/{r['label']}/{key}", {})[r["step"]] = r[key]
+    return out
 
 
 def test_one_progress_display(cli_run):
     _, stdout, stderr, _ = cli_run
     assert "Loading weights" not in stderr and "Writing model shards" not in stderr, stderr[-2000:]
-    assert "2/2" in stdout  # unift's own bar ran, finished
+    assert "3/3" in stdout  # unift's own bar ran, finished
 
 
 def test_tensorboard_event_file_has_the_metrics(cli_run):
@@ -84,6 +105,19 @@ def test_tensorboard_event_file_has_the_metrics(cli_run):
     for key in ("loss", "demo/loss"):
         got = {e.step: e.value for e in events.Scalars(key)}
         assert got == pytest.approx(expected(run_dir, key), rel=1e-6)  # float32 in the event file
+
+
+def test_tensorboard_event_file_has_the_evaluations(cli_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = cli_run[0]
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    evals = expected_evals(run_dir)
+    assert sorted(t for t in events.Tags()["scalars"] if t.startswith("eval/")) == sorted(evals)
+    for key, want in evals.items():
+        got = {e.step: e.value for e in events.Scalars(key)}
+        assert got == pytest.approx(want, rel=1e-6), key
 
 
 def wandb_history(path) -> list[dict]:
@@ -121,7 +155,9 @@ def test_wandb_offline_run_has_the_metrics(cli_run):
     (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
     history = wandb_history(path)
     for key in ("loss", "demo/loss"):
-        assert {h["_step"]: h[key] for h in history} == expected(run_dir, key)
+        assert {h["_step"]: h[key] for h in history if key in h} == expected(run_dir, key)
+    for key, want in expected_evals(run_dir).items():
+        assert {h["_step"]: h[key] for h in history if key in h} == want, key
 
 
 def test_mlflow_local_store_has_the_metrics(cli_run):
@@ -134,8 +170,12 @@ def test_mlflow_local_store_has_the_metrics(cli_run):
     for key in ("loss", "demo/loss"):
         got = dict(db.execute("select step, value from metrics where key = ?", (key,)).fetchall())
         assert got == expected(run_dir, key)
+    for key, want in expected_evals(run_dir).items():  # MLflow's names: pass@1 -> pass_at_1
+        got = dict(db.execute("select step, value from metrics where key = ?",
+                              (key.replace("@", "_at_"),)).fetchall())
+        assert got == want, key
     params = dict(db.execute("select key, value from params").fetchall())  # the config, flattened
-    assert params["steps"] == "2" and params["optim.lr"] == "1e-05" and json.loads(params["report_to"]) == TRACKED
+    assert params["steps"] == "3" and params["optim.lr"] == "1e-05" and json.loads(params["report_to"]) == TRACKED
     db.close()
 
 
@@ -146,8 +186,11 @@ def test_trackio_local_database_has_the_metrics(cli_run):
     db = sqlite3.connect(trackio_dir / "unift.db")
     rows = db.execute("select step, metrics from metrics where run_name = 'run'").fetchall()
     db.close()
+    rows = [(step, json.loads(m)) for step, m in rows]
     for key in ("loss", "demo/loss"):
-        assert {step: json.loads(m)[key] for step, m in rows} == expected(run_dir, key)
+        assert {step: m[key] for step, m in rows if key in m} == expected(run_dir, key)
+    for key, want in expected_evals(run_dir).items():
+        assert {step: m[key] for step, m in rows if key in m} == want, key
 
 
 # -- config errors -------------------------------------------------------------------------------
@@ -171,6 +214,16 @@ def test_mlflow_local_store_needs_sqlalchemy_and_alembic(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")  # a server: no local store
     if installed("mlflow"):
         assert build_config({"report_to": ["mlflow"]}).report_to == ["mlflow"]
+
+
+def test_a_source_named_eval_is_refused():
+    with pytest.raises(ConfigError, match=r"^sources\.0\.name: 'eval' is taken by the evaluations' metrics"):
+        validate(build_config({"sources": [{"name": "eval", "kind": "demonstration", "path": "x.jsonl"}]}))
+
+
+def test_mlflow_names():
+    assert trackers.mlflow_names({"eval/id/pass@1": 0.5, "eval/a b/x:y": 1, "reward/f#2": 2}) == {
+        "eval/id/pass_at_1": 0.5, "eval/a b/x:y": 1, "reward/f_2": 2}
 
 
 def test_unknown_tracker_and_none():

@@ -109,9 +109,10 @@ def init(device: str = "auto") -> Dist:
     (`RunConfig.device`)."""
     for flag, name in SHARDED.items():
         if os.environ.get(flag, "false").lower() in ("true", "1"):
-            raise ConfigError(f"accelerate config: {name} is not supported: unift all-reduces whole gradients "
-                              "itself (unift/train/distributed.py); use a data-parallel config "
-                              "(configs/accelerate/)")
+            raise ConfigError(f"accelerate config: {name} is not supported: unift keeps whole weights on every "
+                              "process and all-reduces the gradients itself, and its log-prob pass, rollout engine "
+                              "and checkpoints read the weights outside the model's forward "
+                              "(unift/train/distributed.py); use a data-parallel config (configs/accelerate/)")
     from accelerate import Accelerator
     from accelerate.utils import parse_flag_from_env
 

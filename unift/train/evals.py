@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from unift import tasks
@@ -14,12 +15,13 @@ from unift.train.metrics import open_step_log
 
 class Evaluator:
     """Held-out evaluation inside a run: before training, every `every_steps` steps or
-    `every_flops` FLOPs, and at the end; one row per variant label in evals.jsonl."""
+    `every_flops` FLOPs, and at the end; one row per variant label in evals.jsonl, each also
+    handed to `track` (the run's trackers: `MetricsWriter.track_eval`)."""
 
     def __init__(self, config: RunConfig, tokenizer, sources: list, run_dir: Path, resume_step=None,
-                 engine_dtype: str = "auto"):
+                 engine_dtype: str = "auto", track: Callable[[dict], None] | None = None):
         ev = config.eval
-        self.engine_dtype = engine_dtype
+        self.engine_dtype, self.track = engine_dtype, track
         self.spec, self.tokenizer = ev, tokenizer
         variants = ev.variants or {"default": {}}
         self.sets = {}
@@ -53,4 +55,6 @@ class Evaluator:
                    "variant": task.variant_name, **result}
             self.writer.write(json.dumps(row) + "\n")
             self.writer.flush()
+            if self.track is not None:
+                self.track(row)
         self.last_step = step

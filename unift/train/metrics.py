@@ -1,6 +1,7 @@
 """Metrics: one JSON object per step in metrics.jsonl (always step, loss, lr, tokens_per_s),
 mirrored, under the same names, to the trackers in `RunConfig.report_to` (`unift.train.trackers`:
-TensorBoard in <run>/tb/ by default)."""
+TensorBoard in <run>/tb/ by default), which also get the evaluations' rows (evals.jsonl) as
+`eval/<label>/<metric>`."""
 
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ class MetricsWriter:
         self.file.flush()
         trackers.log(self.trackers, row)
         return row
+
+    def track_eval(self, row: dict) -> None:
+        """An evals.jsonl row (written by `unift.train.evals.Evaluator`) to the trackers, as
+        `eval/<label>/<metric>` at its step."""
+        trackers.log_eval(self.trackers, row)
 
     def close(self) -> None:
         self.file.close()

@@ -344,12 +344,20 @@ def diagnostics_due(config: RunConfig, step: int) -> bool:
 
 def save_model(model, tokenizer, out: Path, value_head=None) -> None:
     """Final model (or LoRA adapter) as safetensors plus tokenizer, swapped in atomically; PPO's
-    value head beside it in its own file (`models.VALUE_HEAD`: the model loads as it is)."""
+    value head beside it in its own file (`models.VALUE_HEAD`: the model loads as it is). A
+    failed write (a full disk) removes the partial directory and names `out`."""
     tmp = Path(tempfile.mkdtemp(prefix=checkpoint.MODEL_TMP_PREFIX, dir=out.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if value_head is not None:
-        value_head.save(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if value_head is not None:
+            value_head.save(tmp)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.filename is None:  # the writers' errors name no file
+            raise OSError(e.errno, f"{e.strerror or e}; no model was written (the final checkpoint is kept: "
+                          "resume=true writes the model from it)", str(out)) from e
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -511,7 +519,7 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
     size = ModelFlops.from_model(policy)
     flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
     evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None,
-                          engine_dtype=choice.rollout) \
+                          engine_dtype=choice.rollout, track=writer.track_eval) \
         if dist.main and config.eval.task else None
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)

@@ -10,7 +10,10 @@ user's environment sends it elsewhere:
   trackio      trackio's local database (TRACKIO_DIR, default ~/.cache/huggingface/trackio;
                `trackio show`); TRACKIO_SPACE_ID, if set, sends it to a Space
 Each gets every metrics.jsonl row under its metrics.jsonl names (`demo/loss`, `reward_mean`, ...)
-at its step. The caller opens them on the main process only.
+at its step, and every evals.jsonl row (the run's held-out evaluations, `unift.train.evals`) at its
+step as `eval/<label>/<metric>` (`eval/id/pass@1`, `eval/ood/format_rate`, ...; a source may not
+be named `eval`). MLflow refuses `@` in a name: there `pass@1` is `pass_at_1`. The caller opens
+them on the main process only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -111,13 +115,37 @@ def flatten(params: dict, prefix: str = "") -> dict:
     return out
 
 
+EVAL = "eval"  # the namespace of the evaluations' metrics in the trackers
+
+
 def log(trackers: list, row: dict) -> None:
     """One metrics.jsonl row to every tracker at its step: the numbers, under their own names
     (None, a non-finite value in the JSON, is left out)."""
-    values = {k: v for k, v in row.items()
-              if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)}
+    _send(trackers, _numbers(row, skip=("step",)), row["step"])
+
+
+def log_eval(trackers: list, row: dict) -> None:
+    """One evals.jsonl row (one variant label's evaluation) to every tracker at its step: its
+    numbers as `eval/<label>/<metric>`. Its `flops` is left out: the metrics.jsonl row of that step
+    has it."""
+    values = _numbers(row, skip=("step", "flops"))
+    _send(trackers, {f"{EVAL}/{row['label']}/{k}": v for k, v in values.items()}, row["step"])
+
+
+def _numbers(row: dict, skip: tuple[str, ...]) -> dict:
+    return {k: v for k, v in row.items()
+            if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _send(trackers: list, values: dict, step: int) -> None:
     for tracker in trackers:
-        tracker.log(values, step=row["step"])
+        tracker.log(mlflow_names(values) if tracker.name == "mlflow" else values, step=step)
+
+
+def mlflow_names(values: dict) -> dict:
+    """`values` under names MLflow accepts (letters, digits, `_-. /:`): `pass@1` -> `pass_at_1`,
+    any other character -> `_`."""
+    return {re.sub(r"[^/\w.\- :]", "_", k.replace("@", "_at_")): v for k, v in values.items()}
 
 
 def finish(trackers: list) -> None:
