@@ -45,8 +45,7 @@ def problems(n: int) -> tuple[object, list[dict]]:
 def unift_setup(precision: str, n: int):
     """The policy, tokenizer, task source (exactly NEW_TOKENS per completion) and config of
     unift's side for `n` problems; `bench/grpo_phases.py` builds its batch with it too."""
-    from unift.config import ModelConfig, RunConfig, SourceConfig
-    from unift.rollout.task_source import RolloutSpec
+    from unift.config import ModelConfig, RolloutSpec, RunConfig, SourceConfig
     from unift.train import run
 
     spec = RolloutSpec(num_generations=GENERATIONS, max_new_tokens=NEW_TOKENS, temperature=1.0, num_problems=n)

@@ -114,7 +114,7 @@ MUTATIONS = [
              ["tests/test_eval_scripted.py"],
              ["tests/test_evaluate.py::test_pass_at_k_and_success_at_j_follow_the_script"]),
     Mutation("evaluator-ignores-k", "the in-run evaluator ignores eval.k",
-             "unift/train/evals.py", "k=self.spec.k,", "k=1,",
+             "unift/train/evals.py", "k=self.k,", "k=1,",
              ["tests/test_eval_scripted.py::test_a_run_logs_the_scripted_rates_at_every_evaluation"]),
 ]
 

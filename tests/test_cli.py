@@ -11,8 +11,7 @@ import yaml
 
 from tests.train.helpers import DATA
 from unift import catalog, cli
-from unift.config import RunConfig
-from unift.models import LoraSpec
+from unift.config import LoraSpec, RunConfig
 from unift.rollout import presets
 from unift.tasks import TASKS
 from unift.theory.simulate import SimConfig

@@ -2,7 +2,9 @@
 
     unift train configs/mix.yaml steps=50 optim.lr=1e-5 sources.0.weight=0.7
 
-Library functions take plain arguments; only the run entry point (`unift.train.run`) reads these.
+Every section's dataclass is here, the LoRA and rollout settings included. Library functions take
+plain arguments; only the run entry point (`unift.train.run`, and `unift.compare`, which builds
+runs) reads these.
 """
 
 from __future__ import annotations
@@ -20,8 +22,184 @@ import yaml
 
 from unift.data.records import ASSISTANT_TURNS, MAX_RECORD_CHARS
 from unift.data.records import short as _short
-from unift.models import LoraSpec
-from unift.rollout.task_source import RolloutSpec
+
+# -- specs of the sections: LoRA, and a task source's rollout ----------------------------------
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapter settings (PEFT)."""
+
+    r: int = 16
+    """Adapter rank."""
+    alpha: int = 32
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the adapter input."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Names of the linear layers that get adapters."""
+
+
+@dataclass
+class HintSpec:
+    """Hint settings of a task source (the `hint:` block of its config)."""
+
+    schedule: str = "none"
+    """none | cosine | uniform | stage | full (see `unift.rollout.hints`)."""
+    p_low: float = 0.05
+    """Cosine schedule: the hint probability at T_hint."""
+    p_high: float = 0.95
+    """Cosine schedule: the hint probability at step 0."""
+    T_hint: float = 0.6
+    """Steps with hints: a fraction of the run's steps if <= 1, else a step count."""
+    L: int = 5
+    """At most L + 1 hint lengths (cut points) per solution."""
+    stages: int = 3
+    """Stage schedule: number of equal stages before T_hint."""
+
+
+GATE_MODES = ("none", "switch", "buffer")  # `GateSpec.mode`
+
+
+@dataclass
+class ExpertSpec:
+    """The task's reference solution + EOS as completion rows ("expert" rows). Their tokens are
+    marked `RolloutBatch.expert_mask` and trained by the objective's `expert_loss`, never by the
+    PPO ratio."""
+
+    per_group: int = 0
+    """Expert rows in each prompt's group in place of as many own rollouts (LUFFY: 1 of G, so G - 1
+    are sampled). They are scored and join the group's reward mean (and std)."""
+    share: float = 0.0
+    """Expert rows outside the groups as a share of all rows: round(share / (1 - share) x own
+    rows), assigned to the prompts in turn (CHORD's `expert_data_ratio`, 0.2). They take no part
+    in the advantages; the objective trains them by its SFT term."""
+
+
+@dataclass
+class PrefixSpec:
+    """Prefix rollouts: a prefix of the reference solution's tokens opens the assistant turn and
+    the policy continues it (Prefix-RFT). The prefix tokens are expert tokens (`expert_mask`)."""
+
+    rows: int = 0
+    """Rollouts per group that start from a prefix (of G; the other G - rows are unprefixed and
+    form the group's baseline). 0: off."""
+    ratio_start: float = 0.8
+    """Prefix length as a share of the reference solution's tokens at step 0."""
+    ratio_end: float = 0.0
+    """... and at T (cosine decay in between; a prefix of 0 tokens is a plain rollout)."""
+    T: float = 1.0
+    """Steps of the decay: a value <= 1 is a fraction of the run (as `hint.T_hint`), > 1 a count."""
+
+
+@dataclass
+class GateSpec:
+    """Per prompt, RL or SFT, decided by how many of its G rollouts are correct."""
+
+    mode: str = "none"
+    """none | switch: a prompt with at most `max_correct` correct rollouts trains by NLL on its
+    reference solution (+ EOS) instead of RL in the same step, its rollouts dropped (HPT's
+    "switch", SuperRL) | buffer: such a prompt still trains by RL and joins a buffer; when the
+    buffer holds `buffer_size` prompts, the next optimiser step is an SFT step on them (ReLIFT)."""
+    max_correct: int = 0
+    """The gate: at most this many correct rollouts of G sends the prompt to SFT (HPT's
+    `switch_gate` 0; SuperRL and ReLIFT: none correct)."""
+    buffer_size: int = 8
+    """mode=buffer: prompts per SFT step (ReLIFT's `sft_data_size`, 128 with 128-prompt batches)."""
+
+
+@dataclass
+class QuestionHintSpec:
+    """A partial solution appended to the question of hard problems (QuestA): the prompt becomes
+    question + "\\n\\n## Hint. " + the first p of the reference solution's characters. No token
+    of it is trained: it is prompt."""
+
+    p: list[float] = field(default_factory=list)
+    """Share of the reference solution shown, per equal stage of the run ([0.5, 0.25]: QuestA's
+    50% then 25%). Empty: off."""
+    hard_max_correct: int = 0
+    """A problem is hard when at most this many of its G unhinted rollouts are correct; its group
+    is then sampled again with the hint, and the hinted rollouts replace the unhinted ones. -1:
+    every problem gets the hint, without the unhinted probe."""
+
+
+@dataclass
+class RolloutSpec:
+    """Sampling and hint settings of a task source (the `rollout:` block of its config)."""
+
+    num_generations: int = 4
+    """G: completions sampled per prompt (the group of GRPO's group-relative advantage)."""
+    max_new_tokens: int = 128
+    """Longest completion."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    stop_strings: list[str] | None = None
+    """Stop a completion after any of these strings (EOS always stops); None: the task's own
+    (`Task.stop_strings`, e.g. `</answer>` for Countdown)."""
+    hint: HintSpec = field(default_factory=HintSpec)
+    """Hint schedule (none = RFT, cosine = UFT, uniform = R3, stage, full = SFT)."""
+    policy_gradient: bool = True
+    """False: no rollouts; NLL on the full reference solution only (the SFT preset)."""
+    ppo_epochs: int = 1
+    """Passes over each batch of rollouts (PPO epochs); later passes use the log-probs of the
+    policy that generated the rollouts as pi_old in the clipped ratio."""
+    mini_batches: int = 1
+    """Mini-batches per rollout batch: mini_batches x batch_size prompts are rolled out at once
+    and served batch_size prompts per micro-batch (the UFT reference code: 256 prompts, updates
+    on 64-prompt mini-batches)."""
+    scale_rewards: str = "group"
+    """Advantage normalisation: group | batch | none."""
+    viter: int = 1
+    """Verification iterations: graded attempts per prompt, retrying with the verifier's feedback."""
+    num_problems: int = 4096
+    """Training problems generated for the stream (split "train", the run's seed)."""
+    backend: str = "hf"
+    """Rollout engine: hf (CPU, default) | vllm (GPU machines)."""
+    expert: ExpertSpec = field(default_factory=ExpertSpec)
+    """Reference solutions as completion rows (LUFFY: one per group; CHORD: a share of the batch)."""
+    prefix: PrefixSpec = field(default_factory=PrefixSpec)
+    """Prefix rollouts: a cosine-decayed prefix of the reference solution, then the policy (Prefix-RFT)."""
+    gate: GateSpec = field(default_factory=GateSpec)
+    """Per-prompt RL or SFT by the group's correct count (HPT, SuperRL: switch; ReLIFT: buffer)."""
+    question_hint: QuestionHintSpec = field(default_factory=QuestionHintSpec)
+    """Part of the solution in the question of hard problems (QuestA)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: a group whose rewards are all equal (zero advantage) is dropped
+    and replaced by a new prompt's group, for up to `max_resample_batches` more generation
+    rounds; groups with hint, expert or SFT tokens are kept (docs/methods.md section 6.7)."""
+    max_resample_batches: int = 3
+    """Dynamic sampling: most extra generation rounds per rollout batch (DAPO's
+    max_num_gen_batches, less the first); at the limit the batch trains with the groups it has
+    (at least one per mini-batch); 0: drop without refilling."""
+
+    def own_rollouts(self) -> int:
+        """Rollouts sampled per prompt from the prompt alone: G minus expert and prefix rows."""
+        return self.num_generations - self.expert.per_group - self.prefix.rows
+
+
+def check_rollout(spec: RolloutSpec) -> None:
+    """Refuse rollout settings no run could use (a ConfigError naming the field)."""
+    if spec.own_rollouts() < 1:
+        raise ConfigError(f"rollout: num_generations {spec.num_generations} leaves no own rollout after "
+                          f"expert.per_group {spec.expert.per_group} and prefix.rows {spec.prefix.rows}")
+    if not 0 <= spec.expert.share < 1:
+        raise ConfigError(f"rollout.expert.share: {spec.expert.share} is not in [0, 1)")
+    if spec.gate.mode not in GATE_MODES:
+        raise ConfigError(f"rollout.gate.mode: {spec.gate.mode!r} is not one of {', '.join(GATE_MODES)}")
+    if spec.gate.buffer_size < 1:
+        raise ConfigError(f"rollout.gate.buffer_size: {spec.gate.buffer_size} must be at least 1")
+    if any(not 0 <= p <= 1 for p in spec.question_hint.p):
+        raise ConfigError(f"rollout.question_hint.p: {spec.question_hint.p} must be shares in [0, 1]")
+    if spec.max_resample_batches < 0:
+        raise ConfigError(f"rollout.max_resample_batches: {spec.max_resample_batches} must be at least 0")
+    if spec.dynamic_sampling and not spec.policy_gradient:
+        raise ConfigError("rollout.dynamic_sampling: needs policy_gradient (the SFT preset samples nothing to filter)")
+    if spec.dynamic_sampling and spec.num_generations < 2:
+        raise ConfigError("rollout.dynamic_sampling: needs num_generations >= 2 (a group of one has no reward spread)")
 
 
 @dataclass
@@ -127,12 +305,7 @@ class SourceConfig:
 
     def _check_rollout(self) -> None:
         """Rollout settings no run could use fail here, before any model loads."""
-        from unift.rollout.task_source import check_spec
-
-        try:
-            check_spec(self.rollout)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        check_rollout(self.rollout)
 
 
 def _fill_defaults(spec, values: dict) -> None:

@@ -230,22 +230,6 @@ def load(spec: str = EMBEDDED, dtype: torch.dtype = torch.float32):
     return model, load_tokenizer(spec)
 
 
-@dataclass
-class LoraSpec:
-    """LoRA adapter settings (PEFT)."""
-
-    r: int = 16
-    """Adapter rank."""
-    alpha: int = 32
-    """Scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.0
-    """Dropout on the adapter input."""
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-    """Names of the linear layers that get adapters."""
-
-
 def apply_lora(model, r: int, alpha: int, dropout: float, target_modules: list[str]):
     from peft import LoraConfig, get_peft_model
 

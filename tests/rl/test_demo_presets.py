@@ -16,7 +16,7 @@ from unift.rollout.engine import make_engine
 from unift.rollout.presets import PRESETS
 from unift.rollout.task_source import TaskRollout
 from unift.train.metrics import read_metrics
-from unift.train.run import train
+from unift.train.run import rollout_args, train
 
 DEMO_PRESETS = {
     # preset: the metric that explains it
@@ -54,7 +54,7 @@ def rollout_for(tiny, preset: str, **rollout) -> TaskRollout:
     sc = SourceConfig(kind="task", task="vowels", objective="grpo", preset=preset,
                       rollout={"num_generations": 4, "max_new_tokens": 4, **rollout})
     engine = make_engine("hf", policy, tokenizer, dtype="float32")
-    return TaskRollout(tasks.get("vowels"), sc.rollout, tokenizer, engine, seed=0)
+    return TaskRollout(tasks.get("vowels"), tokenizer, engine, seed=0, **rollout_args(sc.rollout))
 
 
 def problems(n=2):

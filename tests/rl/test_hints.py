@@ -2,14 +2,20 @@ import random
 
 import pytest
 
+from unift.config import HintSpec
 from unift.rollout.hints import (
-    HintSpec,
     cosine_p,
     cut_points,
     hint_p,
     make_hint,
     sample_hint_length,
 )
+from unift.train.run import hint_schedule
+
+
+def schedule(**settings):
+    """The library's HintSchedule of the config's `rollout.hint` settings."""
+    return hint_schedule(HintSpec(**settings))
 
 
 def test_cut_points_follow_the_rounding_rule():
@@ -31,7 +37,7 @@ def test_cosine_schedule_values():
 
 
 def test_binomial_draws_match_p_and_stop_at_T_hint():
-    spec = HintSpec(schedule="cosine", T_hint=0.5)  # 50 of 100 steps
+    spec = schedule(schedule="cosine", T_hint=0.5)  # 50 of 100 steps
     rng = random.Random(0)
     ks = [sample_hint_length(spec, 25, 100, 5, rng) for _ in range(4000)]
     assert sum(ks) / len(ks) / 5 == pytest.approx(hint_p(spec, 25, 100), abs=0.02)
@@ -46,10 +52,10 @@ def test_make_hint_is_a_prefix_of_the_solution():
 
 
 def test_other_schedules():
-    assert hint_p(HintSpec(schedule="full"), 99, 100) == 1.0
-    assert hint_p(HintSpec(schedule="none"), 0, 100) == 0.0
-    stage = HintSpec(schedule="stage", T_hint=60, stages=3)
+    assert hint_p(schedule(schedule="full"), 99, 100) == 1.0
+    assert hint_p(schedule(schedule="none"), 0, 100) == 0.0
+    stage = schedule(schedule="stage", T_hint=60, stages=3)
     assert [hint_p(stage, t, 100) for t in (0, 19, 20, 40, 59, 60)] == pytest.approx([1, 1, 2 / 3, 1 / 3, 1 / 3, 0])
     rng = random.Random(1)
-    ks = {sample_hint_length(HintSpec(schedule="uniform"), 90, 100, 4, rng) for _ in range(200)}
+    ks = {sample_hint_length(schedule(schedule="uniform"), 90, 100, 4, rng) for _ in range(200)}
     assert ks == {0, 1, 2, 3, 4}

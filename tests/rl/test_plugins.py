@@ -25,14 +25,13 @@ import torch
 
 from tests.train.helpers import ROOT, scripted_rollouts
 from unift import models, tasks
-from unift.config import ConfigError, build_config, load_config, validate
+from unift.config import ConfigError, HintSpec, RolloutSpec, build_config, load_config, validate
 from unift.data.tokenize import render_prompt
-from unift.rollout.hints import HintSpec
 from unift.rollout.rewards import RewardFuncs, combine_rewards
-from unift.rollout.task_source import RolloutSpec, TaskRollout
+from unift.rollout.task_source import TaskRollout
 from unift.train.flops import ModelFlops
 from unift.train.metrics import read_metrics
-from unift.train.run import check_sources, train
+from unift.train.run import check_sources, rollout_args, train
 
 PLUGINS = ROOT / "examples" / "plugins"
 TASK = "reverse_task:Reverse"
@@ -88,8 +87,8 @@ def words(*ws):
 def rollout(tiny, reverse, rewards=None, refill=None, **spec) -> TaskRollout:
     policy, tokenizer = tiny
     spec = RolloutSpec(**{"num_generations": 4, "max_new_tokens": 8, **spec})
-    return TaskRollout(reverse, spec, tokenizer, ScriptedEngine(tokenizer), seed=0,
-                       flops=ModelFlops.from_model(policy), rewards=rewards, refill=refill)
+    return TaskRollout(reverse, tokenizer, ScriptedEngine(tokenizer), seed=0, flops=ModelFlops.from_model(policy),
+                       rewards=rewards, refill=refill, **rollout_args(spec))
 
 
 def test_combine_rewards_is_trls_nansum_with_unscored_rows_nan():

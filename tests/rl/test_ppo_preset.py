@@ -21,7 +21,7 @@ from unift.rollout.engine import make_engine
 from unift.rollout.task_source import RolloutBatch, TaskRollout
 from unift.train import checkpoint, losses
 from unift.train.metrics import read_metrics
-from unift.train.run import _score, train
+from unift.train.run import _score, rollout_args, train
 
 VALUE_METRICS = ("loss/value", "value/explained_variance", "value/mean", "value/clip_fraction")
 
@@ -83,8 +83,9 @@ def test_later_mini_batches_get_v_old_before_any_update():
         head.bias.fill_(0.25)
     sc = SourceConfig(kind="task", task="vowels", objective="grpo", preset="ppo",
                       rollout={"num_generations": 2, "max_new_tokens": 4, "mini_batches": 2})
-    ro = TaskRollout(tasks.get("vowels"), sc.rollout, tokenizer, make_engine("hf", policy, tokenizer, dtype="float32"),
-                     seed=0, score=functools.partial(_score, policy, "fp32", value_head=head))
+    ro = TaskRollout(tasks.get("vowels"), tokenizer, make_engine("hf", policy, tokenizer, dtype="float32"),
+                     seed=0, score=functools.partial(_score, policy, "fp32", value_head=head),
+                     **rollout_args(sc.rollout))
     first = ro.next(problems(2), 0, 10, policy)
     assert first.old_values is None  # on-policy: V_old is the value at its first use
     later = ro.queue[0][0]

@@ -8,11 +8,11 @@ import pytest
 import tests.rl.toy_task  # noqa: F401  (registers "vowels")
 from tests.rl.test_rl_trainer import config_with, task_source
 from unift import models, tasks
-from unift.rollout.hints import HintSpec
+from unift.config import HintSpec, RolloutSpec
 from unift.rollout.presets import PRESETS
-from unift.rollout.task_source import RolloutSpec, TaskRollout
+from unift.rollout.task_source import TaskRollout
 from unift.train.metrics import read_metrics
-from unift.train.run import hold_steps, lr_lambda, train
+from unift.train.run import hold_steps, lr_lambda, rollout_args, train
 
 TASKS = ["countdown", "knights_knaves", "general_points", "vowels"]
 
@@ -26,10 +26,11 @@ def tokenizer():
 def test_full_hint_is_the_sft_target_token_for_token(tokenizer, name):
     task = tasks.get(name)
     problems = task.problems(4, seed=0, split="train")
-    sft = TaskRollout(task, RolloutSpec(policy_gradient=False, hint=HintSpec(schedule="full")), tokenizer, None, 0)
+    sft = TaskRollout(task, tokenizer, None, 0,
+                      **rollout_args(RolloutSpec(policy_gradient=False, hint=HintSpec(schedule="full"))))
     # p = 1 on every hinted step: k = num for every prompt, so nothing is generated (no engine)
     always = HintSpec(schedule="cosine", p_low=1.0, p_high=1.0, T_hint=10)
-    uft = TaskRollout(task, RolloutSpec(num_generations=2, hint=always), tokenizer, None, 0)
+    uft = TaskRollout(task, tokenizer, None, 0, **rollout_args(RolloutSpec(num_generations=2, hint=always)))
     a, b = sft.next(problems, 0, 10, None), uft.next(problems, 0, 10, None)
     for row in range(4):
         hint = b.batch.input_ids[2 * row][1:][b.hint_mask[2 * row]].tolist()

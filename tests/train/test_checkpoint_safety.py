@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from tests.train.helpers import source, tiny_run
-from unift.config import dump_config
+from unift.config import RolloutSpec, dump_config
 from unift.data.mixture import Stream
 from unift.rollout.task_source import TaskRollout
 from unift.train import checkpoint
 from unift.train.optim import MasterAdamW
 from unift.train.run import main as train_main
+from unift.train.run import rollout_args
 
 
 class Touch:
@@ -160,7 +161,7 @@ def test_round_trip_restores_rng_and_stream_states_exactly(tmp_path):
     np.random.normal()
     stream = Stream(list(range(7)), seed=4, index=1)
     stream.take(10)
-    rollout = TaskRollout(None, None, None, None, seed=5)
+    rollout = TaskRollout(None, None, None, seed=5, **rollout_args(RolloutSpec()))
     rollout.rng.random()
     model = torch.nn.Linear(4, 4).to(torch.bfloat16)
     optimizer = MasterAdamW(model.parameters(), lr=1e-3)
@@ -173,7 +174,7 @@ def test_round_trip_restores_rng_and_stream_states_exactly(tmp_path):
 
     ckpt = checkpoint.load(tmp_path)
     stream2 = Stream(list(range(7)), seed=4, index=1)
-    rollout2 = TaskRollout(None, None, None, None, seed=0)
+    rollout2 = TaskRollout(None, None, None, seed=0, **rollout_args(RolloutSpec()))
     model2 = torch.nn.Linear(4, 4).to(torch.bfloat16)
     optimizer2 = MasterAdamW(model2.parameters(), lr=1e-3)
     scheduler2 = torch.optim.lr_scheduler.LambdaLR(optimizer2, lambda s: 0.5)

@@ -74,3 +74,31 @@ def test_bad_params_fail_before_the_model_loads(tmp_path, objective, params, nee
     with pytest.raises(ConfigError, match=f"sources.0.params.{next(iter(params))}") as err:
         train(config)  # the model path does not exist: the params are checked first
     assert needle in str(err.value)
+
+
+def test_the_config_owns_its_types_and_library_code_takes_no_config():
+    """The config's dataclasses (specs included) are defined in unift.config, which imports no
+    library module to get them; outside the boundary (the run, compare and CLI code) no module
+    imports a config dataclass, so library functions take plain values."""
+    import ast
+    import dataclasses
+    import subprocess
+    import sys
+
+    from unift import config
+
+    root = Path(config.__file__).parent
+    loaded = subprocess.run([sys.executable, "-c", "import sys, unift.config; "
+                             "print(' '.join(m for m in sys.modules if m.startswith('unift.')))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert set(loaded) <= {"unift.config", "unift.data", "unift.data.records"}, loaded
+    types = {name for name, value in vars(config).items() if dataclasses.is_dataclass(value)}
+    assert {"RunConfig", "RolloutSpec", "HintSpec", "LoraSpec", "ExpertSpec", "GateSpec"} <= types
+    boundary = {"config.py", "cli.py", "catalog.py", "train/run.py", "compare"}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel in boundary or rel.split("/")[0] in boundary:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "unift.config":
+                assert not {a.name for a in node.names} & types, f"{rel} imports {[a.name for a in node.names]}"

@@ -14,11 +14,11 @@ import yaml
 
 from tests.train.helpers import ROOT, source, tiny_run
 from unift import models, precision
-from unift.config import ConfigError, load_config
-from unift.rollout.task_source import RolloutSpec, Row, TaskRollout
+from unift.config import ConfigError, RolloutSpec, load_config
+from unift.rollout.task_source import Row, TaskRollout
 from unift.train import losses
 from unift.train.distributed import init, resolve
-from unift.train.run import build_policy, build_sources, train
+from unift.train.run import build_policy, build_sources, rollout_args, train
 from unift.train.step import Source, SourceBatch, autocast, draw, to_device, train_step
 
 NO_GPU = not torch.cuda.is_available() and not torch.backends.mps.is_available()
@@ -49,7 +49,7 @@ def test_to_device_moves_every_tensor_a_step_reads_in_place():
     """A rollout mini-batch moves as it is (same objects): PPO's later epochs are copies of it
     that must see pi_old set at its first use. The meta device stands in for a GPU."""
     _, tokenizer = models.load("tiny")
-    rollout = TaskRollout(None, RolloutSpec(max_new_tokens=8), tokenizer, None, seed=0)
+    rollout = TaskRollout(None, tokenizer, None, seed=0, **rollout_args(RolloutSpec(max_new_tokens=8)))
     rows = [Row([1, 2, 3], [4], [5, 6], 1.0, True, 0, kind="expert"), Row([1, 2, 3], [], [7], 0.0, False, 0)]
     rb = rollout.collate(rows, torch.tensor([1.0, -1.0]), [1, 0])
     rb.old_logps = rb.ref_logps = torch.zeros(rb.completion_mask.shape)

@@ -14,11 +14,13 @@ import torch.multiprocessing as mp
 
 from tests.train.helpers import DATA
 from unift import models
+from unift.config import RolloutSpec
 from unift.data.mixture import Stream
 from unift.data.records import load_jsonl
-from unift.rollout.task_source import RolloutSpec, Row, TaskRollout
+from unift.rollout.task_source import Row, TaskRollout
 from unift.train import losses
 from unift.train.distributed import Dist, init
+from unift.train.run import rollout_args
 from unift.train.step import Source, SourceBatch, encode, step_counts, train_step
 
 MODEL = "tiny:layers=2,hidden=64,intermediate=128"
@@ -49,7 +51,7 @@ def rollout_rows() -> list[Row]:
 
 def grpo_batches(tokenizer, groups: list[list[int]], aggregation: str) -> tuple[Source, list[SourceBatch]]:
     """Fixed rollouts (advantages over all four rows), one SourceBatch per list of row indices."""
-    rollout = TaskRollout(None, RolloutSpec(max_new_tokens=16), tokenizer, None, seed=0)
+    rollout = TaskRollout(None, tokenizer, None, seed=0, **rollout_args(RolloutSpec(max_new_tokens=16)))
     rows = rollout_rows()
     adv = torch.tensor([1.0, -1.0, 0.5, -0.25])
     params = {"c_kl": 0.01, "c_ent": 0.01, "c_nll": 0.5, "aggregation": aggregation}
@@ -190,7 +192,7 @@ def test_two_processes_equal_one_for_grpo(tiny, tmp_path):
 def expert_batches(tokenizer, groups: list[list[int]], params: dict) -> tuple[Source, list[SourceBatch]]:
     """rollout_rows plus an expert row per prompt (LUFFY's / CHORD's) and a prefixed rollout
     (Prefix-RFT's): expert tokens of unequal counts in every micro-batch."""
-    rollout = TaskRollout(None, RolloutSpec(max_new_tokens=16), tokenizer, None, seed=0)
+    rollout = TaskRollout(None, tokenizer, None, seed=0, **rollout_args(RolloutSpec(max_new_tokens=16)))
     rows = rollout_rows()[:2] + [Row([1, 2, 3, 4], [], [20, 21, 22], 1.0, True, 0, kind="expert"),
                                  Row([1, 2, 9], [30, 31, 32, 33], [34], 1.0, True, 1, kind="prefix", baseline=False),
                                  *rollout_rows()[2:]]

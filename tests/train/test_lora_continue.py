@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.train.helpers import source, tiny_run
 from unift import models
+from unift.config import LoraSpec
 from unift.train.run import build_policy, train
 
 FAST = {"optim.warmup_steps": 0, "optim.schedule": "constant", "precision": "fp32"}
@@ -29,7 +30,7 @@ def lora_run(tmp_path_factory):
     """Three SFT steps of a rank-4 LoRA at a high LR on the tiny model: adapters far from 0."""
     config = tiny_run(tmp_path_factory.mktemp("lora"), [source("demonstration", "sft", "demonstrations.jsonl")],
                       steps=3, **{"optim.lr": 1e-2, **FAST})
-    config.model.lora = models.LoraSpec(r=4, alpha=8)
+    config.model.lora = LoraSpec(r=4, alpha=8)
     return train(config)
 
 
@@ -41,7 +42,7 @@ def lora_policy(lora_run):
     return PeftModel.from_pretrained(base, lora_run / "model").eval()
 
 
-def _continued(tmp_path, lora_run, lora: models.LoraSpec | None, lr: float = 1e-3):
+def _continued(tmp_path, lora_run, lora: LoraSpec | None, lr: float = 1e-3):
     config = tiny_run(tmp_path, [source("preference", "dpo-sigmoid", "preferences.jsonl")], steps=1,
                       **{"optim.lr": lr, **FAST})
     config.model.name = str(lora_run)
@@ -57,7 +58,7 @@ def test_a_lora_run_names_the_base_it_can_be_rebuilt_from(lora_run, lora_policy)
 
 
 def test_a_new_lora_trains_on_the_merged_run_which_is_the_reference(tmp_path, lora_run, lora_policy):
-    policy, _, _ = build_policy(_continued(tmp_path, lora_run, models.LoraSpec(r=2, alpha=4)))
+    policy, _, _ = build_policy(_continued(tmp_path, lora_run, LoraSpec(r=2, alpha=4)))
     assert models.is_peft(policy)
     assert policy.peft_config["default"].r == 2  # this run's model.lora, not the previous rank 4
     trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
@@ -81,7 +82,7 @@ def test_without_a_new_lora_all_weights_train_from_the_merged_run(tmp_path, lora
 def test_a_lora_run_on_a_lora_run_saves_full_merged_weights(tmp_path, lora_run, lora_policy):
     """Its adapters sit on weights no directory holds, so model/ is the merged model: it loads
     with plain transformers, and after one step at a negligible LR it is the first run's policy."""
-    second = train(_continued(tmp_path, lora_run, models.LoraSpec(r=2, alpha=4), lr=1e-30))
+    second = train(_continued(tmp_path, lora_run, LoraSpec(r=2, alpha=4), lr=1e-30))
     assert not (second / "model" / "adapter_config.json").exists()
     loaded = AutoModelForCausalLM.from_pretrained(second / "model")
     torch.testing.assert_close(logits(loaded), logits(lora_policy), rtol=0, atol=1e-4)

@@ -46,10 +46,13 @@ def token_lengths(tokenizer, task, n: int = 32, seed: int = 0) -> TokenLengths:
 
 
 def mean_hint_share(hint_spec) -> float:
-    """The schedule's expected hint length as a share of the solution, averaged over a run."""
+    """The schedule's expected hint length as a share of the solution, averaged over a run;
+    hint_spec: a task source's `rollout.hint` (`unift.config.HintSpec`)."""
     from unift.rollout.hints import hint_p
+    from unift.train.run import hint_schedule
 
-    return sum(hint_p(hint_spec, t, 100) for t in range(100)) / 100
+    schedule = hint_schedule(hint_spec)
+    return sum(hint_p(schedule, t, 100) for t in range(100)) / 100
 
 
 def reference_share(config, source) -> float:

@@ -25,22 +25,17 @@ import random
 from dataclasses import dataclass
 
 
-@dataclass
-class HintSpec:
-    """Hint settings of a task source (the `hint:` block of its config)."""
+@dataclass(frozen=True)
+class HintSchedule:
+    """A schedule's parameters (the module docstring), as a task source's `rollout.hint` settings
+    give them (`unift.config.HintSpec`)."""
 
-    schedule: str = "none"
-    """none | cosine | uniform | stage | full (see the module docstring)."""
-    p_low: float = 0.05
-    """Cosine schedule: the hint probability at T_hint."""
-    p_high: float = 0.95
-    """Cosine schedule: the hint probability at step 0."""
-    T_hint: float = 0.6
-    """Steps with hints: a fraction of the run's steps if <= 1, else a step count."""
-    L: int = 5
-    """At most L + 1 hint lengths (cut points) per solution."""
-    stages: int = 3
-    """Stage schedule: number of equal stages before T_hint."""
+    schedule: str  # none | cosine | uniform | stage | full
+    p_low: float  # cosine: p at T_hint
+    p_high: float  # cosine: p at step 0
+    T_hint: float  # steps with hints: a fraction of the run if <= 1, else a step count
+    L: int  # at most L + 1 cut points per solution
+    stages: int  # stage: equal stages before T_hint
 
 
 def cut_points(num_pieces: int, L: int) -> list[int]:
@@ -51,8 +46,9 @@ def cut_points(num_pieces: int, L: int) -> list[int]:
     return [round(i / num * num_pieces) for i in range(num)] + [num_pieces]
 
 
-def hint_steps(spec: HintSpec, total_steps: int) -> int:
-    return round(spec.T_hint * total_steps) if spec.T_hint <= 1 else int(spec.T_hint)
+def hint_steps(T_hint: float, total_steps: int) -> int:
+    """Steps with hints: T_hint <= 1 is a fraction of the run's `total_steps`, else a count."""
+    return round(T_hint * total_steps) if T_hint <= 1 else int(T_hint)
 
 
 def cosine_p(t: int, p_low: float, p_high: float, T_hint: int) -> float:
@@ -62,28 +58,28 @@ def cosine_p(t: int, p_low: float, p_high: float, T_hint: int) -> float:
     return p_low + 0.5 * (p_high - p_low) * (1 + math.cos(math.pi * (t + 1) / T_hint))
 
 
-def hint_p(spec: HintSpec, t: int, total_steps: int) -> float:
+def hint_p(hints: HintSchedule, t: int, total_steps: int) -> float:
     """The schedule's expected hint fraction k/num at step t (logged as `hint_p`)."""
-    T = hint_steps(spec, total_steps)
-    if spec.schedule == "cosine":
-        return cosine_p(t, spec.p_low, spec.p_high, T)
-    if spec.schedule == "uniform":
+    T = hint_steps(hints.T_hint, total_steps)
+    if hints.schedule == "cosine":
+        return cosine_p(t, hints.p_low, hints.p_high, T)
+    if hints.schedule == "uniform":
         return 0.5
-    if spec.schedule == "stage":
-        return 0.0 if t >= T else 1.0 - math.floor(t * spec.stages / T) / spec.stages
-    if spec.schedule == "full":
+    if hints.schedule == "stage":
+        return 0.0 if t >= T else 1.0 - math.floor(t * hints.stages / T) / hints.stages
+    if hints.schedule == "full":
         return 1.0
-    if spec.schedule == "none":
+    if hints.schedule == "none":
         return 0.0
-    raise ValueError(f"unknown hint schedule {spec.schedule!r}: none | cosine | uniform | stage | full")
+    raise ValueError(f"unknown hint schedule {hints.schedule!r}: none | cosine | uniform | stage | full")
 
 
-def sample_hint_length(spec: HintSpec, t: int, total_steps: int, num: int, rng: random.Random) -> int:
+def sample_hint_length(hints: HintSchedule, t: int, total_steps: int, num: int, rng: random.Random) -> int:
     """k in 0..num for one prompt at step t."""
-    p = hint_p(spec, t, total_steps)
-    if spec.schedule == "cosine":
+    p = hint_p(hints, t, total_steps)
+    if hints.schedule == "cosine":
         return sum(rng.random() < p for _ in range(num))  # Binomial(num, p)
-    if spec.schedule == "uniform":
+    if hints.schedule == "uniform":
         return rng.randint(0, num)
     return round(p * num)
 

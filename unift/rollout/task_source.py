@@ -55,75 +55,9 @@ import torch
 from unift.data.tokenize import Batch, render_prompt
 from unift.objectives import group_advantages
 from unift.objectives.mixed import prefix_advantages
-from unift.rollout.demos import (
-    GATE_MODES,
-    ExpertSpec,
-    GateSpec,
-    PrefixSpec,
-    QuestionHintSpec,
-    prefix_length,
-    prefix_ratio,
-    question_hint_p,
-    question_with_hint,
-)
-from unift.rollout.hints import HintSpec, cut_points, hint_p, make_hint, sample_hint_length
+from unift.rollout.demos import prefix_length, prefix_ratio, question_hint_p, question_with_hint
+from unift.rollout.hints import HintSchedule, cut_points, hint_p, make_hint, sample_hint_length
 from unift.rollout.rewards import TASK, RewardFuncs, TrainerState, nanmean
-
-
-@dataclass
-class RolloutSpec:
-    """Sampling and hint settings of a task source (the `rollout:` block of its config)."""
-
-    num_generations: int = 4
-    """G: completions sampled per prompt (the group of GRPO's group-relative advantage)."""
-    max_new_tokens: int = 128
-    """Longest completion."""
-    temperature: float = 1.0
-    """Sampling temperature of the rollouts."""
-    top_p: float = 1.0
-    """Nucleus sampling threshold."""
-    stop_strings: list[str] | None = None
-    """Stop a completion after any of these strings (EOS always stops); None: the task's own
-    (`Task.stop_strings`, e.g. `</answer>` for Countdown)."""
-    hint: HintSpec = field(default_factory=HintSpec)
-    """Hint schedule (none = RFT, cosine = UFT, uniform = R3, stage, full = SFT)."""
-    policy_gradient: bool = True
-    """False: no rollouts; NLL on the full reference solution only (the SFT preset)."""
-    ppo_epochs: int = 1
-    """Passes over each batch of rollouts (PPO epochs); later passes use the log-probs of the
-    policy that generated the rollouts as pi_old in the clipped ratio."""
-    mini_batches: int = 1
-    """Mini-batches per rollout batch: mini_batches x batch_size prompts are rolled out at once
-    and served batch_size prompts per micro-batch (the UFT reference code: 256 prompts, updates
-    on 64-prompt mini-batches)."""
-    scale_rewards: str = "group"
-    """Advantage normalisation: group | batch | none."""
-    viter: int = 1
-    """Verification iterations: graded attempts per prompt, retrying with the verifier's feedback."""
-    num_problems: int = 4096
-    """Training problems generated for the stream (split "train", the run's seed)."""
-    backend: str = "hf"
-    """Rollout engine: hf (CPU, default) | vllm (GPU machines)."""
-    expert: ExpertSpec = field(default_factory=ExpertSpec)
-    """Reference solutions as completion rows (LUFFY: one per group; CHORD: a share of the batch)."""
-    prefix: PrefixSpec = field(default_factory=PrefixSpec)
-    """Prefix rollouts: a cosine-decayed prefix of the reference solution, then the policy (Prefix-RFT)."""
-    gate: GateSpec = field(default_factory=GateSpec)
-    """Per-prompt RL or SFT by the group's correct count (HPT, SuperRL: switch; ReLIFT: buffer)."""
-    question_hint: QuestionHintSpec = field(default_factory=QuestionHintSpec)
-    """Part of the solution in the question of hard problems (QuestA)."""
-    dynamic_sampling: bool = False
-    """DAPO's dynamic sampling: a group whose rewards are all equal (zero advantage) is dropped
-    and replaced by a new prompt's group, for up to `max_resample_batches` more generation
-    rounds; groups with hint, expert or SFT tokens are kept (docs/methods.md section 6.7)."""
-    max_resample_batches: int = 3
-    """Dynamic sampling: most extra generation rounds per rollout batch (DAPO's
-    max_num_gen_batches, less the first); at the limit the batch trains with the groups it has
-    (at least one per mini-batch); 0: drop without refilling."""
-
-    def own_rollouts(self) -> int:
-        """Rollouts sampled per prompt from the prompt alone: G minus expert and prefix rows."""
-        return self.num_generations - self.expert.per_group - self.prefix.rows
 
 
 @dataclass
@@ -242,27 +176,46 @@ class RolloutBatch:
 class TaskRollout:
     """Turns problems into training mini-batches (see the module docstring)."""
 
-    def __init__(self, task, spec: RolloutSpec, tokenizer, engine, seed: int, flops=None, score=None,
-                 rewards: RewardFuncs | None = None, refill=None, global_sum=None):
-        """flops: a `unift.train.flops.ModelFlops` to count the rollouts' compute with;
+    def __init__(self, task, tokenizer, engine, seed: int, *, num_generations: int, max_new_tokens: int,
+                 temperature: float, top_p: float, stop_strings: list[str] | None, hints: HintSchedule,
+                 policy_gradient: bool, ppo_epochs: int, mini_batches: int, scale_rewards: str, viter: int,
+                 dynamic_sampling: bool, max_resample_batches: int, expert_per_group: int, expert_share: float,
+                 prefix_rows: int, prefix_schedule: tuple[float, float, float], gate: str, gate_max_correct: int,
+                 gate_buffer_size: int, question_hint_shares: list[float], question_hint_max_correct: int,
+                 flops=None, score=None, rewards: RewardFuncs | None = None, refill=None, global_sum=None):
+        """The settings are a task source's `rollout:` block (`unift.config.RolloutSpec`, whose fields
+        say what each does), its sections flattened: expert_per_group and expert_share are
+        `expert`'s, prefix_rows and prefix_schedule (ratio_start, ratio_end, T) `prefix`'s, gate,
+        gate_max_correct and gate_buffer_size `gate`'s (mode, max_correct, buffer_size),
+        question_hint_shares and question_hint_max_correct `question_hint`'s (p, hard_max_correct);
+        stop_strings None: the task's own.
+        flops: a `unift.train.flops.ModelFlops` to count the rollouts' compute with;
         score: Batch -> TokenLogps of the current policy without gradient (pi_old of the later
         mini-batches; with PPO's value head, V_old in its `values`);
         rewards: reward functions beside (or instead of) the verifier's reward;
         refill: () -> this process's share of a new draw of as many problems as the first
         (dynamic sampling); global_sum: a number -> its sum over processes (identity for one),
         so that every process takes the same refill rounds and the counts are global."""
-        self.task, self.spec, self.tokenizer, self.engine = task, spec, tokenizer, engine
+        self.task, self.tokenizer, self.engine = task, tokenizer, engine
+        self.num_generations, self.max_new_tokens = num_generations, max_new_tokens
+        self.temperature, self.top_p, self.hints = temperature, top_p, hints
+        self.policy_gradient, self.ppo_epochs, self.mini_batches = policy_gradient, ppo_epochs, mini_batches
+        self.scale_rewards, self.viter = scale_rewards, viter
+        self.dynamic_sampling, self.max_resample_batches = dynamic_sampling, max_resample_batches
+        self.expert_per_group, self.expert_share = expert_per_group, expert_share
+        self.prefix_rows, self.prefix_schedule = prefix_rows, tuple(prefix_schedule)
+        self.gate, self.gate_max_correct, self.gate_buffer_size = gate, gate_max_correct, gate_buffer_size
+        self.question_hint_shares = list(question_hint_shares)
+        self.question_hint_max_correct = question_hint_max_correct
+        self.own_rollouts = num_generations - expert_per_group - prefix_rows  # G less expert and prefix rows
         self.flops, self.score, self.rewards = flops, score, rewards
         self.refill, self.global_sum = refill, global_sum or (lambda x: x)
         self._synced = False
         self.rng = random.Random(seed)
         self.queue: list[tuple[RolloutBatch, int]] = []  # (mini-batch, epoch) still to serve
         self.buffer: list[dict] = []  # ReLIFT: problems whose rollouts all failed, for an SFT step
-        if spec is not None and task is not None:
-            stops = task.stop_strings if spec.stop_strings is None else spec.stop_strings
-            self.stop_strings = list(stops)
-        if spec is not None:
-            check_spec(spec)
+        if task is not None:
+            self.stop_strings = list(task.stop_strings if stop_strings is None else stop_strings)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.getstate(), "buffer": list(self.buffer)}
@@ -276,13 +229,13 @@ class TaskRollout:
 
     def problems_needed(self, batch_size: int) -> int:
         """Problems the next draw must bring: a new rollout batch's, or none while one is served."""
-        return 0 if self.queue else batch_size * self.spec.mini_batches
+        return 0 if self.queue else batch_size * self.mini_batches
 
     def next(self, problems: list[dict], step: int, total_steps: int, policy) -> RolloutBatch:
         """The next mini-batch, rolling out a new batch from `problems` when the last is used up."""
         if not self.queue:
             mbs, extra = self._rollout_batch(problems, step, total_steps, policy)
-            self.queue = [(mb, epoch) for epoch in range(1, self.spec.ppo_epochs + 1) for mb in mbs]
+            self.queue = [(mb, epoch) for epoch in range(1, self.ppo_epochs + 1) for mb in mbs]
             self.queue += [(mb, 1) for mb in extra]  # ReLIFT's SFT step, once, after the RL updates
         mb, epoch = self.queue.pop(0)
         if epoch == 1:
@@ -293,8 +246,7 @@ class TaskRollout:
 
     def _generate(self, prompts: list[list[int]], n: int, counts: dict):
         """n samples per prompt; the compute goes into `counts`."""
-        spec = self.spec
-        out = self.engine.generate(prompts, n, spec.max_new_tokens, spec.temperature, spec.top_p,
+        out = self.engine.generate(prompts, n, self.max_new_tokens, self.temperature, self.top_p,
                                    self.stop_strings, seed=self.rng.getrandbits(62))
         counts["generated"] += out.num_generated_tokens
         counts["seconds"] += out.seconds
@@ -308,7 +260,7 @@ class TaskRollout:
         self._synced = False
         drawn = self._draw(problems, step, total_steps, policy, counts)
         dynamic = {}
-        if self.spec.dynamic_sampling:
+        if self.dynamic_sampling:
             drawn, dynamic = self._dynamic_sampling(drawn, step, total_steps, policy, counts)
         mbs = self._mini_batches(drawn.rows, drawn.hints, drawn.problems, step, total_steps, counts, drawn.sampled,
                                  drawn.gated)
@@ -318,26 +270,26 @@ class TaskRollout:
 
     def _draw(self, problems: list[dict], step: int, total_steps: int, policy, counts: dict) -> Drawn:
         """Problems -> hints, rollouts, scores and the demonstration methods' rows (module docstring)."""
-        spec, task = self.spec, self.task
+        task, L = self.task, self.hints.L
         hints = []
         for problem in problems:
             pieces = task.solution_steps(problem)
-            num = len(cut_points(len(pieces), spec.hint.L)) - 1
-            k = sample_hint_length(spec.hint, step, total_steps, num, self.rng)
-            hints.append((make_hint(pieces, k, spec.hint.L), k, num))
+            num = len(cut_points(len(pieces), L)) - 1
+            k = sample_hint_length(self.hints, step, total_steps, num, self.rng)
+            hints.append((make_hint(pieces, k, L), k, num))
         prompts = [task.prompt(p) for p in problems]
         prompt_ids = [self._ids(render_prompt(self.tokenizer, m)) for m in prompts]
         eos = [self.tokenizer.eos_token_id]
         # a full hint is the SFT target: the whole solution, then EOS (nothing left to generate)
-        full = [not spec.policy_gradient or (num > 0 and k == num) for _, k, num in hints]
+        full = [not self.policy_gradient or (num > 0 and k == num) for _, k, num in hints]
         hint_ids = [self._ids(self.full_target(prob)) + eos if f else self._ids(h)
                     for prob, (h, _, _), f in zip(problems, hints, full, strict=True)]
         rows: list[Row] = []
         extra: list[RolloutBatch] = []
-        if not spec.policy_gradient:  # SFT preset: the whole solution, NLL only
+        if not self.policy_gradient:  # SFT preset: the whole solution, NLL only
             rows = [Row(p, h, [], 0.0, True, i) for i, (p, h) in enumerate(zip(prompt_ids, hint_ids, strict=True))]
             return Drawn(problems, hints, rows, rows, set(), extra)
-        n_own = spec.own_rollouts()
+        n_own = self.own_rollouts
         todo = [i for i in range(len(problems)) if not full[i]]
         if todo and not self._synced:  # once per rollout batch (refill rounds use the same policy)
             self.engine.sync(policy)
@@ -349,13 +301,13 @@ class TaskRollout:
             i = todo[j // n_own]
             done.setdefault(i, []).append((ids, text))
         for i in range(len(problems)):
-            gens = done[i] or [([], "")] * spec.num_generations  # full hint: G identical rows
+            gens = done[i] or [([], "")] * self.num_generations  # full hint: G identical rows
             for ids, text in gens:
                 answer = (self.full_target(problems[i]) if full[i] else hints[i][0]) + text
                 score = task.score(problems[i], answer)
                 rows.append(Row(prompt_ids[i], hint_ids[i], ids, score.reward, score.correct, i,
                                 messages=prompts[i], answer=answer, feedback=score.feedback))
-                if spec.viter > 1:
+                if self.viter > 1:
                     attempts.append((i, prompts[i], answer, score))
         rows += self._retries(problems, attempts, counts)
         # demonstrations in the same stage (module docstring), each a no-op unless configured
@@ -394,7 +346,7 @@ class TaskRollout:
         keep = signal_groups(drawn.rows, target)
         first, kept = drawn, drawn.select(keep)
         dropped, rounds = target - len(keep), 0
-        while rounds < self.spec.max_resample_batches and self.global_sum(target - len(kept.problems)) > 0:
+        while rounds < self.max_resample_batches and self.global_sum(target - len(kept.problems)) > 0:
             more = self.refill()  # every process takes the draw, so the sources stay in step
             need = target - len(kept.problems)
             rounds += 1
@@ -405,7 +357,7 @@ class TaskRollout:
             dropped += len(new.problems) - len(keep)
             kept = kept + new.select(keep)  # (ReLIFT's SFT batches of every round come along)
         missing = target - len(kept.problems)
-        floor = max(1, min(self.spec.mini_batches, target))
+        floor = max(1, min(self.mini_batches, target))
         if len(kept.problems) < floor:  # zero-variance groups of the first draw make up the number
             signal = signal_groups(first.rows, target)
             fill = [g for g in range(target) if g not in signal][: floor - len(kept.problems)]
@@ -423,7 +375,7 @@ class TaskRollout:
         from unift.tasks import retry_messages
 
         rows = []
-        for attempt in range(2, self.spec.viter + 1):
+        for attempt in range(2, self.viter + 1):
             failed = [(i, m, c, s) for i, m, c, s in attempts if not s.correct]
             if not failed:
                 break
@@ -441,18 +393,18 @@ class TaskRollout:
     def _question_hints(self, rows, problems, prompts, todo, step, total_steps, counts) -> list[Row]:
         """QuestA: the groups of hard problems (at most `hard_max_correct` correct) are sampled
         again with part of the solution in the question; those rollouts replace the group's."""
-        qh = self.spec.question_hint
-        p = question_hint_p(qh, step, total_steps)
+        p = question_hint_p(self.question_hint_shares, step, total_steps)
         if p <= 0:
             return rows
         correct = {i: sum(r.correct for r in rows if r.group == i and r.attempt == 1) for i in todo}
-        hard = [i for i in todo if qh.hard_max_correct < 0 or correct[i] <= qh.hard_max_correct]
+        most = self.question_hint_max_correct
+        hard = [i for i in todo if most < 0 or correct[i] <= most]
         hinted = {i: question_with_hint(prompts[i], self.full_target(problems[i]), p) for i in hard}
         asked = [(i, self._ids(render_prompt(self.tokenizer, hinted[i]))) for i in hard
                  if hinted[i] != prompts[i]]  # a shown part under 10 characters adds no hint
         if not asked:
             return rows
-        n = self.spec.own_rollouts()
+        n = self.own_rollouts
         out = self._generate([ids for _, ids in asked], n, counts)
         replaced = {i for i, _ in asked}
         rows = [r for r in rows if r.group not in replaced]
@@ -466,18 +418,18 @@ class TaskRollout:
     def _prefix_rows(self, problems, prompt_ids, prompts, todo, step, total_steps, counts) -> list[Row]:
         """Prefix-RFT: `prefix.rows` rollouts per prompt continue a prefix of the reference
         solution's tokens; they take their advantage against the unprefixed rows of the group."""
-        spec = self.spec.prefix
-        if spec.rows == 0 or not todo:
+        n = self.prefix_rows
+        if n == 0 or not todo:
             return []
-        ratio = prefix_ratio(spec, step, total_steps)
+        ratio = prefix_ratio(step, total_steps, *self.prefix_schedule)
         prefixes = []
         for i in todo:
             target = self._ids(self.full_target(problems[i]))
             prefixes.append(target[: prefix_length(ratio, len(target))])
-        out = self._generate([prompt_ids[i] + pre for i, pre in zip(todo, prefixes, strict=True)], spec.rows, counts)
+        out = self._generate([prompt_ids[i] + pre for i, pre in zip(todo, prefixes, strict=True)], n, counts)
         rows = []
         for j, (ids, text) in enumerate(zip(out.completion_ids, out.texts, strict=True)):
-            i, pre = todo[j // spec.rows], prefixes[j // spec.rows]
+            i, pre = todo[j // n], prefixes[j // n]
             answer = self.tokenizer.decode(pre) + text
             score = self.task.score(problems[i], answer)
             rows.append(Row(prompt_ids[i], pre, ids, score.reward, score.correct, i,
@@ -489,8 +441,8 @@ class TaskRollout:
         """LUFFY: `expert.per_group` rows of each group are the reference solution + EOS (scored,
         in the group's statistics). CHORD: round(share / (1 - share) x own rows) more such rows,
         one per prompt in turn, outside the groups."""
-        spec = self.spec.expert
-        if not todo or (spec.per_group == 0 and spec.share == 0):
+        per_group, share = self.expert_per_group, self.expert_share
+        if not todo or (per_group == 0 and share == 0):
             return []
         eos = [self.tokenizer.eos_token_id]
 
@@ -500,8 +452,8 @@ class TaskRollout:
             return Row(prompt_ids[i], [], self._ids(target) + eos, score.reward, score.correct, i,
                        kind="expert", baseline=baseline, messages=prompts[i], answer=target, feedback=score.feedback)
 
-        out = [expert(i, True) for i in todo for _ in range(spec.per_group)]
-        n_extra = round(spec.share / (1 - spec.share) * len(rows))
+        out = [expert(i, True) for i in todo for _ in range(per_group)]
+        n_extra = round(share / (1 - share) * len(rows))
         out += [expert(todo[j % len(todo)], False) for j in range(n_extra)]
         return out
 
@@ -509,26 +461,26 @@ class TaskRollout:
         """HPT / SuperRL (switch): a prompt with at most `gate.max_correct` correct rollouts trains
         by NLL on its reference solution instead (its rows replaced by one `sft` row). ReLIFT
         (buffer): such prompts join the buffer; a full buffer becomes one SFT mini-batch."""
-        gate = self.spec.gate
-        if gate.mode == "none":
+        if self.gate == "none":
             return rows, [], set()
         groups = sorted({r.group for r in rows})
         correct = {i: sum(r.correct for r in rows if r.group == i and r.kind != "expert") for i in groups}
-        failed = [i for i in groups if correct[i] <= gate.max_correct]
+        failed = [i for i in groups if correct[i] <= self.gate_max_correct]
         extra = []
-        if gate.mode == "switch":
+        if self.gate == "switch":
             rows = [r for r in rows if r.group not in failed] + [self._sft_row(problems[i], prompt_ids[i], i)
                                                                   for i in failed]
         else:  # buffer
             self.buffer += [problems[i] for i in failed]
-            if len(self.buffer) >= gate.buffer_size:
-                batch, self.buffer = self.buffer[: gate.buffer_size], self.buffer[gate.buffer_size:]
+            size = self.gate_buffer_size
+            if len(self.buffer) >= size:
+                batch, self.buffer = self.buffer[:size], self.buffer[size:]
                 sft = [self._sft_row(p, self._ids(render_prompt(self.tokenizer, self.task.prompt(p))), i)
                        for i, p in enumerate(batch)]
                 mb = self.collate(sft, torch.zeros(len(sft)), [0] * len(sft), step, total_steps)
                 mb.stats = {"gate/sft_step": 1, "gate/buffer_size": len(self.buffer), "rollout_tokens": 0,
                             "rollout_tokens_per_s": 0.0, "flops/rollout": 0.0, "ppo_epoch": 1,
-                            "hint_p": hint_p(self.spec.hint, step, total_steps)}
+                            "hint_p": hint_p(self.hints, step, total_steps)}
                 extra.append(mb)
         return rows, extra, set(failed)
 
@@ -545,12 +497,12 @@ class TaskRollout:
         rewards, groups = torch.tensor([r.reward for r in rows]), torch.tensor([r.group for r in rows])
         unscored = torch.isnan(rewards)  # every reward term returned None (TRL: out of the baseline, A = 0)
         if all(r.baseline for r in rows) and not unscored.any():
-            advantages = group_advantages(rewards, groups, self.spec.scale_rewards)
+            advantages = group_advantages(rewards, groups, self.scale_rewards)
         else:  # prefix rollouts and CHORD's extra expert rows stay out of the group statistics
             baseline = torch.tensor([r.baseline for r in rows]) & ~unscored
-            advantages = prefix_advantages(rewards, groups, baseline, self.spec.scale_rewards)
+            advantages = prefix_advantages(rewards, groups, baseline, self.scale_rewards)
             advantages[unscored] = 0.0
-        m = max(1, min(self.spec.mini_batches, len(hints)))
+        m = max(1, min(self.mini_batches, len(hints)))
         bounds = [round(i * len(hints) / m) for i in range(m + 1)]
         rollout_flops = 0.0
         if self.flops is not None:
@@ -571,7 +523,7 @@ class TaskRollout:
                              rollout_tokens_per_s=counts["generated"] / counts["seconds"] if counts["seconds"] else 0.0)
             else:
                 stats.update(rollout_tokens=0, rollout_tokens_per_s=0.0)
-            if s > 0 and self.score is not None and self.spec.policy_gradient:
+            if s > 0 and self.score is not None and self.policy_gradient:
                 old = self.score(rb.batch)  # pi_old = the policy that generated these rollouts
                 rb.old_logps, rb.old_values = old.logps, old.values
                 if self.flops is not None:
@@ -606,7 +558,7 @@ class TaskRollout:
         rewards = torch.tensor([r.reward for r in rows]).nan_to_num(0.0)  # unscored rows: 0 (PPO's critic reads it)
         return RolloutBatch(Batch(ids, attn, hint | comp | expert), advantages,
                             rewards, comp[:, 1:], hint[:, 1:], torch.tensor(hint_k),
-                            torch.tensor(full), self.spec.max_new_tokens, expert[:, 1:], step, total_steps)
+                            torch.tensor(full), self.max_new_tokens, expert[:, 1:], step, total_steps)
 
     def _stats(self, rows: list[Row], sampled: list[Row], all_hints, prompts: range, step: int, total_steps: int,
                gated: set) -> dict:
@@ -618,12 +570,12 @@ class TaskRollout:
         stats = {
             "hint_fraction": sum(k > 0 for _, k, _ in hints) / len(hints),
             "hint_tokens_mean": sum(len(r.hint_ids) for r in first) / len(first),
-            "hint_p": hint_p(self.spec.hint, step, total_steps),
+            "hint_p": hint_p(self.hints, step, total_steps),
             "completion_tokens_mean": sum(len(r.completion_ids) for r in rows if r.kind != "expert")
             / max(1, sum(r.kind != "expert" for r in rows)),
             "ppo_epoch": 1,
         }
-        if self.spec.policy_gradient:  # the SFT preset samples nothing, so it has no reward
+        if self.policy_gradient:  # the SFT preset samples nothing, so it has no reward
             stats["reward_mean"] = nanmean([r.reward for r in first])  # NaN: no reward term scored the row
             stats["correct_rate"] = sum(r.correct for r in first) / len(first)
             if self.rewards is not None:  # each term's mean over the rows it scored (TRL's rewards/<name>/mean)
@@ -634,7 +586,7 @@ class TaskRollout:
                 if ks:
                     stats[f"reward_by_k/{k}"] = nanmean([r.reward for r in ks])
                     stats[f"correct_by_k/{k}"] = sum(r.correct for r in ks) / len(ks)
-        if self.spec.viter > 1:
+        if self.viter > 1:
             stats["success_rate"] = len({r.group for r in rows if r.correct}) / len(hints)
             stats["attempts_mean"] = len(rows) / len(first)
         stats.update(self._demo_stats(rows, prompts, step, total_steps, gated))
@@ -642,24 +594,24 @@ class TaskRollout:
 
     def _demo_stats(self, rows: list[Row], prompts: range, step: int, total_steps: int, gated: set) -> dict:
         """Metrics of the demonstration methods that are on (docs/methods.md section 8)."""
-        spec, stats = self.spec, {}
-        if spec.expert.per_group or spec.expert.share or spec.prefix.rows:
+        stats = {}
+        if self.expert_per_group or self.expert_share or self.prefix_rows:
             expert = sum(len(r.completion_ids) for r in rows if r.kind == "expert") \
                 + sum(len(r.hint_ids) for r in rows if r.kind == "prefix")
             own = sum(len(r.completion_ids) for r in rows if r.kind != "expert")
             stats["expert/token_share"] = expert / max(1, expert + own)
             stats["expert/row_share"] = sum(r.kind in ("expert", "prefix") for r in rows) / len(rows)
-        if spec.prefix.rows:
+        if self.prefix_rows:
             prefixed = [len(r.hint_ids) for r in rows if r.kind == "prefix"]
-            stats["prefix/ratio"] = prefix_ratio(spec.prefix, step, total_steps)
+            stats["prefix/ratio"] = prefix_ratio(step, total_steps, *self.prefix_schedule)
             stats["prefix/tokens_mean"] = sum(prefixed) / len(prefixed) if prefixed else 0.0
-        if spec.gate.mode != "none":
+        if self.gate != "none":
             stats["gate/sft_share"] = len(gated & set(prompts)) / len(prompts)
             stats["gate/sft_step"] = 0
-        if spec.gate.mode == "buffer":
+        if self.gate == "buffer":
             stats["gate/buffer_size"] = len(self.buffer)
-        if spec.question_hint.p:
-            stats["question_hint/p"] = question_hint_p(spec.question_hint, step, total_steps)
+        if self.question_hint_shares:
+            stats["question_hint/p"] = question_hint_p(self.question_hint_shares, step, total_steps)
             stats["question_hint/share"] = len({r.group for r in rows if r.kind == "question_hint"}) / len(prompts)
         return stats
 
@@ -699,23 +651,3 @@ def signal_groups(rows: list[Row], n: int) -> list[int]:
             rewards[r.group].add(r.reward)
     return [g for g in range(n) if g in trains_anyway or len(rewards[g]) > 1]
 
-
-def check_spec(spec: RolloutSpec) -> None:
-    """Refuse rollout settings no run could use (a ValueError naming the field)."""
-    if spec.own_rollouts() < 1:
-        raise ValueError(f"rollout: num_generations {spec.num_generations} leaves no own rollout after "
-                         f"expert.per_group {spec.expert.per_group} and prefix.rows {spec.prefix.rows}")
-    if not 0 <= spec.expert.share < 1:
-        raise ValueError(f"rollout.expert.share: {spec.expert.share} is not in [0, 1)")
-    if spec.gate.mode not in GATE_MODES:
-        raise ValueError(f"rollout.gate.mode: {spec.gate.mode!r} is not one of {', '.join(GATE_MODES)}")
-    if spec.gate.buffer_size < 1:
-        raise ValueError(f"rollout.gate.buffer_size: {spec.gate.buffer_size} must be at least 1")
-    if any(not 0 <= p <= 1 for p in spec.question_hint.p):
-        raise ValueError(f"rollout.question_hint.p: {spec.question_hint.p} must be shares in [0, 1]")
-    if spec.max_resample_batches < 0:
-        raise ValueError(f"rollout.max_resample_batches: {spec.max_resample_batches} must be at least 0")
-    if spec.dynamic_sampling and not spec.policy_gradient:
-        raise ValueError("rollout.dynamic_sampling: needs policy_gradient (the SFT preset samples nothing to filter)")
-    if spec.dynamic_sampling and spec.num_generations < 2:
-        raise ValueError("rollout.dynamic_sampling: needs num_generations >= 2 (a group of one has no reward spread)")

@@ -29,6 +29,8 @@ import yaml
 from unift import models, precision
 from unift.config import (
     ConfigError,
+    HintSpec,
+    RolloutSpec,
     RunConfig,
     UniftWarning,
     build_config,
@@ -42,6 +44,7 @@ from unift.data.mixture import Stream, shard
 from unift.data.records import read_jsonl
 from unift.data.sources import load_records
 from unift.memory import retain_freed_memory
+from unift.rollout.hints import HintSchedule, hint_steps
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
 from unift.train.evals import Evaluator
@@ -85,10 +88,28 @@ def lr_lambda(step: int, *, warmup: int, total: int, schedule: str, min_ratio: f
 
 def hold_steps(config: RunConfig) -> int:
     """Steps with hints of the first task source (the hold of `hold-cosine`), else 0."""
-    from unift.rollout.hints import hint_steps
-
     task = next((sc for sc in config.sources if sc.kind == "task" and sc.rollout.hint.schedule != "none"), None)
-    return hint_steps(task.rollout.hint, config.steps) if task else 0
+    return hint_steps(task.rollout.hint.T_hint, config.steps) if task else 0
+
+
+def hint_schedule(spec: HintSpec) -> HintSchedule:
+    """A task source's `rollout.hint` settings as the rollout stage's `HintSchedule`."""
+    return HintSchedule(spec.schedule, spec.p_low, spec.p_high, spec.T_hint, spec.L, spec.stages)
+
+
+def rollout_args(spec: RolloutSpec) -> dict:
+    """A task source's `rollout:` settings as `TaskRollout`'s keyword arguments (its sections
+    flattened; `num_problems` and `backend` choose the problems and the engine, here)."""
+    prefix, gate, question = spec.prefix, spec.gate, spec.question_hint
+    return dict(num_generations=spec.num_generations, max_new_tokens=spec.max_new_tokens,
+                temperature=spec.temperature, top_p=spec.top_p, stop_strings=spec.stop_strings,
+                hints=hint_schedule(spec.hint), policy_gradient=spec.policy_gradient, ppo_epochs=spec.ppo_epochs,
+                mini_batches=spec.mini_batches, scale_rewards=spec.scale_rewards, viter=spec.viter,
+                dynamic_sampling=spec.dynamic_sampling, max_resample_batches=spec.max_resample_batches,
+                expert_per_group=spec.expert.per_group, expert_share=spec.expert.share, prefix_rows=prefix.rows,
+                prefix_schedule=(prefix.ratio_start, prefix.ratio_end, prefix.T), gate=gate.mode,
+                gate_max_correct=gate.max_correct, gate_buffer_size=gate.buffer_size,
+                question_hint_shares=list(question.p), question_hint_max_correct=question.hard_max_correct)
 
 
 def _resolve(path: str, config_dir: Path) -> Path:
@@ -122,12 +143,12 @@ def build_task_source(config: RunConfig, i: int, policy, tokenizer, engines: dic
         problems = task.problems(spec.num_problems, seed=config.seed, split="train")
     dist = dist or Dist()
     stream = Stream(problems, config.seed, i)
-    rollout = TaskRollout(task, spec, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i,
+    rollout = TaskRollout(task, tokenizer, engines.get(spec.backend), seed=config.seed * 1000 + i,
                           flops=ModelFlops.from_model(policy) if policy is not None else None,
                           score=functools.partial(_score, policy, config.precision, value_head=value_head),
                           rewards=_reward_funcs(sc, config_dir),
                           refill=lambda: shard(stream.take(sc.batch_size * spec.mini_batches), dist.rank, dist.world),
-                          global_sum=dist.sum)
+                          global_sum=dist.sum, **rollout_args(spec))
     return Source(sc.name or sc.task, "task", losses.get(sc.objective, "task"), stream,
                   sc.weight, sc.batch_size, sc.beta, dict(sc.params), rollout)
 
@@ -248,6 +269,19 @@ def build_sources(config: RunConfig, config_dir: Path, policy=None, tokenizer=No
         raise ValueError(f"source names must be unique: {names}")
     return sources
 
+
+
+def build_evaluator(config: RunConfig, tokenizer, sources: list[Source], run_dir: Path, **kwargs) -> Evaluator:
+    """The run's held-out evaluation (`config.eval`), sharing a task source's rollout engine if
+    there is one; kwargs: `Evaluator`'s resume_step, engine_dtype, track."""
+    from unift import tasks
+
+    ev = config.eval
+    variants = {label: tasks.get(ev.task, **variant) for label, variant in (ev.variants or {"default": {}}).items()}
+    engine = next((s.rollout.engine for s in sources if s.rollout is not None and s.rollout.engine), None)
+    return Evaluator(variants, tokenizer, run_dir, n=ev.n, split=ev.split, k=ev.k, viter=ev.viter,
+                     max_new_tokens=ev.max_new_tokens, stop_strings=ev.stop_strings, every_steps=ev.every_steps,
+                     every_flops=ev.every_flops, engine=engine, **kwargs)
 
 def build_policy(config: RunConfig, device="cpu"):
     """The policy (fp32, or bf16 for bf16-master; LoRA if asked) on `device`, its tokenizer, and
@@ -518,8 +552,8 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
     progress = _progress(config, start) if dist.main and config.progress else None
     size = ModelFlops.from_model(policy)
     flops = float(ckpt["extra"].get("flops", 0.0)) if ckpt else 0.0
-    evaluator = Evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None,
-                          engine_dtype=choice.rollout, track=writer.track_eval) \
+    evaluator = build_evaluator(config, tokenizer, sources, run_dir, resume_step=start if ckpt else None,
+                                engine_dtype=choice.rollout, track=writer.track_eval) \
         if dist.main and config.eval.task else None
     if evaluator and not ckpt and config.eval.at_start:
         evaluator(policy, step=0, flops=0.0)
