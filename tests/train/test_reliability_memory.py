@@ -13,9 +13,12 @@ import pytest
 from tests.train.helpers import ROOT
 from unift.data.records import RecordError, load_jsonl
 
-# a child process measures its own peak memory (ru_maxrss, KiB on Linux) around one `unift train`
+# a child process measures its own peak memory (ru_maxrss, KiB on Linux) around one `unift train`,
+# with the libraries a run imports anyway loaded first (datasets alone, with pandas and pyarrow,
+# takes ~90 MB): what is measured is the record's reading
 CHILD = """
 import resource, sys
+import datasets, transformers
 from unift.train import run
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 code = run.main(sys.argv[1:])

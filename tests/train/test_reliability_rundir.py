@@ -5,6 +5,7 @@ killed runs left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -114,13 +115,14 @@ def test_a_finished_run_is_refused_and_kept(done, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
     metrics = (run_dir / "metrics.jsonl").read_text()
     message = cli_error(capsys, config_for(done))
-    assert message == (f"output_dir: {run_dir} holds a run (config.yaml, metrics.jsonl, checkpoint.pt, model); "
+    assert message == (f"output_dir: {run_dir} holds a run (config.yaml, metrics.jsonl, checkpoint.pt, model, "
+                       "finished.json); "
                        "resume=true continues it, overwrite=true replaces it, or choose another output_dir")
     assert (run_dir / "metrics.jsonl").read_text() == metrics
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
 
 
-@pytest.mark.parametrize("leftover", ["config.yaml", "metrics.jsonl"])
+@pytest.mark.parametrize("leftover", ["config.yaml", "metrics.jsonl", "finished.json"])
 def test_any_file_of_a_run_marks_it(tmp_path, capsys, leftover):
     config = config_for(tmp_path)
     Path(config.output_dir).mkdir(parents=True)
@@ -138,6 +140,39 @@ def test_overwrite_replaces_the_run_and_nothing_else(done):
     assert not (run_dir / "evals.jsonl").exists()
     assert (run_dir / "notes.txt").read_text() == "mine"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["steps"] == 1
+    assert json.loads((run_dir / checkpoint.FINISHED).read_text())["step"] == 1
+
+
+def test_a_finished_run_writes_finished_json_last(finished):
+    """finished.json: the last step and the FLOPs of the run, as its last metrics row."""
+    from unift import __version__
+
+    run_dir = finished / "run"
+    last = read_metrics(run_dir)[-1]
+    assert json.loads((run_dir / checkpoint.FINISHED).read_text()) == {"step": 2, "flops": last["flops"],
+                                                                         "unift": __version__}
+    assert last["step"] == 2 and last["flops"] > 0
+
+
+def test_a_run_over_a_finished_one_is_unfinished_until_it_ends(done, monkeypatch):
+    """A run that starts in a directory holding finished.json removes it before its first step
+    (overwrite=true with the outputs, as soon as the directory is claimed; resume=true before it
+    writes config.yaml): killed on the way, it never looks finished."""
+    run_dir = done / "run"
+    finished_json = (run_dir / checkpoint.FINISHED).read_text()
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(run, "save_model", killed)  # resumed, then killed at the very end
+    with pytest.raises(RuntimeError, match="killed"):
+        run.train(config_for(done, resume=True))
+    assert not (run_dir / checkpoint.FINISHED).exists() and (run_dir / checkpoint.NAME).exists()
+    (run_dir / checkpoint.FINISHED).write_text(finished_json)
+    monkeypatch.setattr(run, "build_policy", killed)  # overwritten, then killed loading the model
+    with pytest.raises(RuntimeError, match="killed"):
+        run.train(config_for(done, overwrite=True))
+    assert not (run_dir / checkpoint.FINISHED).exists() and not (run_dir / checkpoint.MODEL).exists()
 
 
 # -- resume: config changes -------------------------------------------------------------------
@@ -317,18 +352,21 @@ def test_a_killed_run_with_a_torn_metrics_line_resumes(done):
     assert any("taking over the stale lock of pid 999999999" in m for m in messages), messages
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
     names = sorted(p.name for p in run_dir.iterdir())
-    assert names == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "model", "samples.jsonl", "tb"], names
+    assert names == ["checkpoint.pt", "config.yaml", "finished.json", "metrics.jsonl", "model", "samples.jsonl",
+                     "tb"], names
 
 
 def test_only_the_temporaries_of_unift_are_removed(tmp_path):
-    stale = ["checkpoint.pt.k2j4_9az.tmp", "model.abcd1234", "metrics.tmp", "evals.tmp", "samples.tmp"]
-    kept = ["checkpoint.pt", "model", "model.safetensors", "model.abcd12345", "notes.tmp", "checkpoint.pt.tmp"]
+    stale = ["checkpoint.pt.k2j4_9az.tmp", "finished.json.x1_9ab2c.tmp", "model.abcd1234", "metrics.tmp", "evals.tmp",
+             "samples.tmp"]
+    kept = ["checkpoint.pt", "finished.json", "model", "model.safetensors", "model.abcd12345", "notes.tmp",
+            "checkpoint.pt.tmp", "finished.json.tmp"]
     for name in stale + kept:
         if name.startswith("model.abcd") or name == "model":
             (tmp_path / name).mkdir()
         else:
             (tmp_path / name).write_text("x")
-    assert checkpoint.remove_stale(tmp_path) == (5, 4)
+    assert checkpoint.remove_stale(tmp_path) == (6, 5)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 

@@ -123,13 +123,19 @@ def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: 
     return config, per_step
 
 
-def finished(run_dir: Path, config) -> bool:
-    """A finished run of the same config already lives in run_dir. The saved config.yaml is read
-    back as a RunConfig, so a field added to RunConfig since (at its default) changes nothing."""
+def finished(run_dir: Path, config, needs_model: bool = True) -> bool:
+    """A finished run of the same config already lives in run_dir: its config.yaml matches, and
+    beside metrics.jsonl it has finished.json (written last by a run that ended) or model/ (runs
+    from before finished.json). needs_model: a later stage starts from this run, so model/ must be
+    there; else the records suffice, model/ and checkpoint.pt may have been deleted. The saved
+    config.yaml is read back as a RunConfig, so a field added to RunConfig since (at its default)
+    changes nothing."""
     from unift.config import ConfigError, build_config, differences, to_dict
+    from unift.train.checkpoint import FINISHED, MODEL
 
     done = run_dir / "config.yaml"
-    if not ((run_dir / "model").is_dir() and (run_dir / "metrics.jsonl").exists() and done.exists()):
+    ended = (run_dir / MODEL).is_dir() or (not needs_model and (run_dir / FINISHED).is_file())
+    if not (ended and (run_dir / "metrics.jsonl").exists() and done.exists()):
         return False
     try:
         saved = _plain(to_dict(build_config(yaml.safe_load(done.read_text()) or {}, where=str(done))))
@@ -148,13 +154,14 @@ def _plain(data: dict) -> dict:
 
 
 def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path: Path, model, lengths: TokenLengths,
-                *, head: str, seed: int = 0, steps: int = 0, force: bool = False) -> bool:
+                *, head: str, seed: int = 0, steps: int = 0, force: bool = False, needs_model: bool = True) -> bool:
     """Train one run unless run_dir already holds it (force: train anyway). -> whether it trained.
-    model: the `ModelFlops` of the steps estimate; steps: fixed steps (0: estimate them)."""
+    model: the `ModelFlops` of the steps estimate; steps: fixed steps (0: estimate them);
+    needs_model: a later run starts from this one's model/, so a finished run without it retrains."""
     from unift.train.run import train
 
     config, per_step = build_run_config(s, stage, init, run_dir, config_path, model, lengths, seed=seed, steps=steps)
-    if not force and finished(run_dir, config):
+    if not force and finished(run_dir, config, needs_model):
         say(f"{head}: already trained in {run_dir}")
         return False
     if config.max_flops:
@@ -248,6 +255,8 @@ class PlannedRun:
     """Its run directory, relative to the comparison's."""
     steps: int
     """Fixed optimiser steps (0: estimated from the budget)."""
+    needs_model: bool = True
+    """A later stage of the arm starts from its model/ (every stage but the last)."""
 
 
 def plan(s: Settings, arms: list[Arm], out: Path, own: Overrides | None = None) -> list[PlannedRun]:
@@ -264,7 +273,8 @@ def plan(s: Settings, arms: list[Arm], out: Path, own: Overrides | None = None) 
             init = s.model
             for i, (stage, n) in enumerate(zip(arm.stages, steps[arm.name], strict=True)):
                 name = run_name(arm.name, arm.stages, i, seed, s.seeds)
-                runs.append(PlannedRun(name, arm.name, seed, stage, i, per_arm[arm.name], init, f"runs/{name}", n))
+                runs.append(PlannedRun(name, arm.name, seed, stage, i, per_arm[arm.name], init, f"runs/{name}", n,
+                                       needs_model=i < len(arm.stages) - 1))
                 validate(build_config(raw_config(per_arm[arm.name], stage, init, out / runs[-1].dir, seed=seed,
                                                  steps=n), where=f"run {name}"))
                 init = str(out / runs[-1].dir)
@@ -320,7 +330,8 @@ def run_comparison(s: Settings, arms: list[Arm], out: Path, own: Overrides | Non
         head = f"[{done}/{len(runs)}] [bold]{run.name}[/] ({run.stage.preset})"
         # a retrained stage changes the start of the next ones: train them again too
         retrained |= train_stage(run.settings, run.stage, run.init, out / run.dir, out / "configs" / f"{run.name}.yaml",
-                                 base.flops, lengths, head=head, seed=run.seed, steps=run.steps, force=retrained)
+                                 base.flops, lengths, head=head, seed=run.seed, steps=run.steps, force=retrained,
+                                 needs_model=run.needs_model)
     return build_report(out)
 
 

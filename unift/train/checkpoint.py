@@ -15,13 +15,15 @@ tensor. A file that does not load, or is not shaped like a checkpoint, raises `C
 naming it.
 
 The run directory around it: `RunLock` (one live run per directory), `previous_run` (what marks
-a run there), `clear_run` (overwrite=true) and `remove_stale` (temporary files of killed runs).
+a run there), `clear_run` (overwrite=true), `remove_stale` (temporary files of killed runs) and
+`mark_finished` (finished.json, the last file a run writes).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import pickle
 import random
@@ -40,11 +42,14 @@ NAME = "checkpoint.pt"
 LOCK = ".lock"
 MODEL = "model"
 MODEL_TMP_PREFIX = "model."  # run.save_model's temporary directory, renamed to MODEL when complete
-RUN_FILES = ("config.yaml", "metrics.jsonl", NAME, MODEL)  # any of these: a run lives here
+FINISHED = "finished.json"  # written last, after MODEL: the run ended (`mark_finished`)
+RUN_FILES = ("config.yaml", "metrics.jsonl", NAME, MODEL, FINISHED)  # any of these: a run lives here
 # what overwrite=true replaces (the trackers' offline files too: unift.train.trackers)
 OUTPUTS = (*RUN_FILES, "evals.jsonl", "samples.jsonl", "tb", "wandb", "mlflow.db", "mlartifacts")
-# temporaries a kill can leave: atomic_save's (mkstemp), save_model's (mkdtemp), open_step_log's
-STALE = re.compile(r"checkpoint\.pt\.[a-z0-9_]{8}\.tmp|model\.[a-z0-9_]{8}|(metrics|evals|samples)\.tmp")
+# temporaries a kill can leave: atomic_save's and mark_finished's (mkstemp), save_model's (mkdtemp),
+# open_step_log's
+STALE = re.compile(r"(checkpoint\.pt|finished\.json)\.[a-z0-9_]{8}\.tmp|model\.[a-z0-9_]{8}"
+                   r"|(metrics|evals|samples)\.tmp")
 KEYS = ("step", "model", "optimizer", "scheduler", "rng", "streams", "extra")
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -273,8 +278,26 @@ def _pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def mark_finished(run_dir: Path, *, step: int, flops: float, version: str) -> None:
+    """run_dir/finished.json {"step", "flops", "unift"}: the run ended normally, its model saved.
+    Written atomically (a temporary file renamed over it), so it exists whole or not at all.
+    `unift compare` takes it as a finished run once model/ and checkpoint.pt are deleted."""
+    path = Path(run_dir) / FINISHED
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"step": step, "flops": flops, "unift": version}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def previous_run(run_dir: Path) -> list[str]:
-    """The files of a run present in run_dir (config.yaml, metrics.jsonl, checkpoint, model)."""
+    """The files of a run present in run_dir (config.yaml, metrics.jsonl, checkpoint, model,
+    finished.json)."""
     return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
 
 

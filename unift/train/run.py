@@ -2,8 +2,9 @@
 
 The run directory holds config.yaml (resolved), metrics.jsonl, samples.jsonl, tb/ (TensorBoard,
 unless report_to leaves it out; wandb/ and mlflow.db when report_to names them), checkpoint.pt
-(resumable; atomic) and model/ (the final model or LoRA adapter, safetensors; a PPO run's value
-head beside it, `value_head.safetensors`).
+(resumable; atomic), model/ (the final model or LoRA adapter, safetensors; a PPO run's value
+head beside it, `value_head.safetensors`) and, written last, finished.json (the last step and
+the run's FLOPs: it ended normally).
 One run at a time holds it (`.lock`); a directory holding another run is refused unless
 resume=true (same config, safe settings aside) or overwrite=true (docs/RELIABILITY.md).
 """
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import yaml
 
-from unift import models, precision
+from unift import __version__, models, precision
 from unift.config import (
     ConfigError,
     HintSpec,
@@ -545,6 +546,8 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
         start = checkpoint.restore(ckpt, model=policy, optimizer=optimizer, scheduler=scheduler, streams=streams,
                                    where=str(run_dir / checkpoint.NAME), value_head=value_head)
     if dist.main:
+        # a resumed run is not finished until it ends again (overwrite=true has cleared it already)
+        (run_dir / checkpoint.FINISHED).unlink(missing_ok=True)
         dump_config(config, run_dir / "config.yaml")
     writer = MetricsWriter(run_dir, resume_step=start if ckpt else None, report_to=config.report_to,
                            params=asked) if dist.main else None
@@ -600,6 +603,7 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
         save_model(final_model(config, policy), tokenizer, run_dir / "model", value_head)
         writer.close()
         samples.close()
+        checkpoint.mark_finished(run_dir, step=latest.get("step", start), flops=flops, version=__version__)
         _summary(run_dir, latest, sources)
     return run_dir
 
