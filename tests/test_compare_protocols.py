@@ -121,10 +121,11 @@ def test_run_configs_of_each_protocol(tmp_path):
     config = _build(tmp_path, s)
     per_step = compare.flops_per_step(config, ModelFlops(1000, 100), compare.TokenLengths(120, 50), s.rollout_fill)
     assert config.max_flops == 1e12 and config.steps == compare.estimate_steps(1e12, per_step)
+    assert config.max_flops_fill  # the estimate sets the schedules; the budget where the run stops
     assert (config.eval.every_steps, config.eval.every_flops) == (0, 2.5e11)
     # flops with fixed steps: the steps as given, the budget still the limit
     config = _build(tmp_path, settings_for("countdown", budget=1e12, steps=7), steps=7)
-    assert (config.steps, config.max_flops) == (7, 1e12)
+    assert (config.steps, config.max_flops, config.max_flops_fill) == (7, 1e12, False)
     # the hold-cosine LR schedule passes through to the trainer's config
     assert _build(tmp_path, settings_for("countdown", schedule="hold-cosine"), "uft").optim.schedule == "hold-cosine"
 

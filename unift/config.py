@@ -382,6 +382,11 @@ class RunConfig:
     """Stop at the step boundary nearest this many training FLOPs, counted as computed (forward
     2 N per token, backward 4 N, reference passes, rollout prefill and decode; docs/flops.md);
     0: run all `steps`."""
+    max_flops_fill: bool = False
+    """With max_flops: when `steps` end under the budget, train on at the schedules' final values
+    (the LR at its floor, hint and mixing schedules at their ends) to the step boundary nearest
+    max_flops, at most `steps` more steps. `unift compare --match flops` sets it where it estimated
+    the steps (the estimate then only sets the schedules' length), so every arm spends its budget."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation before training, at the given intervals, and at the end."""
     max_length: int = 512

@@ -18,7 +18,8 @@ Two protocols (`Settings.match`):
 - flops (the SFT-vs-RL study): every run gets `max_flops` = budget x share, and `steps` estimated
   from the budget (`budget.flops_per_step`, the trainer's accounting of `unift.train.flops`) so
   the LR and hint schedules span the run; the trainer stops at the step boundary nearest its
-  budget.
+  budget, training on past the estimate at the schedules' final values if it was short
+  (`RunConfig.max_flops_fill`).
 
 Every algorithm is a list of stages, each a run of the one trainer with a task source and an
 algorithm preset (`unift.rollout.presets`); SFT-RFT is two: SFT, then RFT from the SFT run's

@@ -1,6 +1,6 @@
 """The steps estimate of the FLOP-matched protocol: how many optimiser steps a run's budget buys,
 so the LR and hint schedules span the run (the trainer stops at the step boundary nearest its
-`max_flops` either way).
+`max_flops` either way, past the estimate if it was short: `RunConfig.max_flops_fill`).
 
 It counts what the trainer counts (`unift.train.flops`; docs/flops.md): 2 FLOPs per weight per
 token through a forward pass, the decoder body once per packed token (a group's shared prompt +

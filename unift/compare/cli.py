@@ -30,8 +30,8 @@ EPILOG = """\
 protocols (--match):
   flops  every arm gets the same training FLOPs (--budget), split by share in a sequence (sft-rft:
          half each); steps are estimated from the budget so the LR and hint schedules span the
-         run, and each run stops at the step boundary nearest its budget (the SFT-vs-RL study,
-         Chu et al. 2025)
+         run, and each run stops at the step boundary nearest its budget, training on at the
+         schedules' final values if the estimate was short (the SFT-vs-RL study, Chu et al. 2025)
   steps  every arm gets the same optimiser steps (--steps N) of --set batch_size prompts and no
          FLOP limit; a sequence splits the steps by share (the UFT paper: 500 steps x 256 prompts)
   The report plots every arm against both FLOPs and steps and prints each arm's actual FLOPs and

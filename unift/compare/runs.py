@@ -119,6 +119,8 @@ def build_run_config(s: Settings, stage: Stage, init: str, run_dir: Path, path: 
     per_step = flops_per_step(config, model, lengths, s.rollout_fill)
     if not steps:
         config.steps = estimate_steps(config.max_flops, per_step)
+        # the estimate sets the schedules' length; the budget where the run stops
+        config.max_flops_fill = bool(config.max_flops)
     dump_config(config, path)
     return config, per_step
 

@@ -403,10 +403,12 @@ class NonFiniteError(FloatingPointError):
     without saving (the last good checkpoint stays)."""
 
 
-# settings a resumed run may change: none of them alters the weights' trajectory (max_flops only
-# where the run stops, gradient checkpointing only memory; the data cap only admits or refuses)
+# settings a resumed run may change: none of them alters the weights' trajectory (max_flops and
+# max_flops_fill only where the run stops, gradient checkpointing only memory; the data cap only
+# admits or refuses)
 RESUME_SAFE = ("eval", "save_every", "progress", "output_dir", "diagnostics", "diagnostics_every", "resume",
-               "overwrite", "max_flops", "gradient_checkpointing", "max_record_chars", "report_to", "samples_every")
+               "overwrite", "max_flops", "max_flops_fill", "gradient_checkpointing", "max_record_chars", "report_to",
+               "samples_every")
 
 
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
@@ -562,7 +564,7 @@ def _run(config: RunConfig, config_dir: Path, dist: Dist, run_dir: Path, ckpt: d
         evaluator(policy, step=0, flops=0.0)
     latest: dict = {}  # each metric's latest value (diagnostics-only keys come every few steps)
     samples = open_step_log(run_dir / "samples.jsonl", start if ckpt else None) if dist.main else None
-    for step in range(start, config.steps):
+    for step in range(start, last_step(config)):
         if config.max_flops and over_budget(flops, step, config.max_flops):
             break
         micro = [draw(sources, tokenizer, config.max_length, dist, step=step, total_steps=config.steps,
@@ -634,6 +636,12 @@ def _check_weights(policy, step: int, run_dir: Path, value_head=None) -> None:
     for name, p in [*policy.named_parameters(), *head]:
         if p.requires_grad and not torch.isfinite(p).all():
             raise NonFiniteError(_stopped(step, f"the updated weight {name}", run_dir))
+
+
+def last_step(config: RunConfig) -> int:
+    """Where the step loop ends at the latest: `steps`, or twice that when the run fills its FLOP
+    budget past them (`max_flops_fill`; the budget stops it first, `over_budget`)."""
+    return 2 * config.steps if config.max_flops and config.max_flops_fill else config.steps
 
 
 def over_budget(flops: float, step: int, max_flops: float) -> bool:
