@@ -8,15 +8,14 @@ import re
 
 import pytest
 
+from tests.train.helpers import tiny_compare
 from unift import compare, models
 from unift.compare import TokenLengths, arms_for, flops_per_step, parse_overrides, settings_for
 from unift.config import load_config
 from unift.train.flops import ModelFlops
 from unift.train.metrics import read_metrics
 
-TINY = ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
-        "--set", "eval_n=4", "--set", "num_problems=32", "--set", "progress=false", "--set", "evals=2",
-        "--set", "lr=1e-3"]
+TINY = tiny_compare(evals=2)
 
 
 def test_compare_two_algorithms_on_tiny_writes_the_report(tmp_path, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.helpers import tiny_compare
 from unift import __version__, compare
 from unift.compare import TokenLengths, settings_for
 from unift.compare.cli import report_only
@@ -18,9 +19,7 @@ from unift.train.checkpoint import FINISHED, MODEL, NAME
 from unift.train.flops import ModelFlops
 from unift.train.metrics import read_metrics
 
-TINY = ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
-        "--set", "eval_n=4", "--set", "num_problems=32", "--set", "progress=false", "--set", "evals=1",
-        "--set", "lr=1e-3"]
+TINY = tiny_compare(evals=1)
 RUNS = ("sft", "sft-rft_1_sft", "sft-rft_2_rft")  # sft-rft's second stage starts from its first's model/
 # what a later session keeps of a comparison (in git): no model/, checkpoint.pt, tb/, report
 RECORDS = ("config.yaml", "metrics.jsonl", "evals.jsonl", "samples.jsonl", FINISHED)

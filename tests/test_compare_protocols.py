@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.train.helpers import tiny_compare
 from unift import compare, tasks
 from unift.compare import (
     QUICKSTART,
@@ -197,9 +198,7 @@ def test_run_names_with_seeds():
     assert run_name("sft-rft", sft_rft.stages, 1, 2, [0, 2]) == "sft-rft_2_rft-s2"
 
 
-TINY = ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
-        "--set", "eval_n=4", "--set", "num_problems=32", "--set", "progress=false", "--set", "evals=1",
-        "--set", "lr=1e-3"]
+TINY = tiny_compare(evals=1)
 
 
 def test_step_matched_comparison_with_two_seeds_on_tiny(tmp_path, capsys):

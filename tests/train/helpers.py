@@ -8,6 +8,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "examples" / "data"
 
 
+def tiny_compare(evals: int) -> list[str]:
+    """`unift compare` arguments for a fast comparison on the tiny model, evaluated `evals` times."""
+    return ["--model", "tiny", "--set", "batch_size=2", "--set", "num_generations=2", "--set", "max_new_tokens=8",
+            "--set", "eval_n=4", "--set", "num_problems=32", "--set", "progress=false", "--set", f"evals={evals}",
+            "--set", "lr=1e-3"]
+
+
 def tiny_run(tmp_path: Path, sources: list[dict], **overrides) -> RunConfig:
     """A RunConfig on the tiny model with fast settings; overrides as dotted keys."""
     config = load_config(None, [f"{k}={v}" for k, v in overrides.items()])

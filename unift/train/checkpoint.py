@@ -21,6 +21,7 @@ a run there), `clear_run` (overwrite=true), `remove_stale` (temporary files of k
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -62,18 +63,29 @@ class RunDirError(ValueError):
     """An output_dir a run cannot use (in use, holding another run); one line naming it."""
 
 
-def atomic_save(obj, path: Path) -> None:
+@contextlib.contextmanager
+def replacing(path: Path):
+    """A binary file that replaces `path` whole when the block ends (written to a temporary file
+    beside it, synced, renamed over it), or, if the block fails, not at all."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as e:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None:  # torch's writes name no file (a full disk)
+        raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    try:
+        with replacing(path) as f:
+            torch.save(obj, f)
+    except OSError as e:
+        if e.filename is None:  # torch's writes name no file (a full disk)
             raise OSError(e.errno, f"{e.strerror or e}; the previous checkpoint is kept", str(path)) from e
         raise
 
@@ -282,17 +294,8 @@ def mark_finished(run_dir: Path, *, step: int, flops: float, version: str) -> No
     """run_dir/finished.json {"step", "flops", "unift"}: the run ended normally, its model saved.
     Written atomically (a temporary file renamed over it), so it exists whole or not at all.
     `unift compare` takes it as a finished run once model/ and checkpoint.pt are deleted."""
-    path = Path(run_dir) / FINISHED
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"step": step, "flops": flops, "unift": version}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(Path(run_dir) / FINISHED) as f:
+        f.write((json.dumps({"step": step, "flops": flops, "unift": version}) + "\n").encode())
 
 
 def previous_run(run_dir: Path) -> list[str]:
