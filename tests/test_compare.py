@@ -141,19 +141,30 @@ def test_flops_per_step_by_hand(tmp_path):
     assert compare.estimate_steps(1.0, 1e9) == 1 and compare.estimate_steps(10.0, 4.0) == 3
 
 
+def test_generalization_arms_grpo_and_ppo_per_viter(capsys):
+    from unift import study
+
+    arms = study.generalization_arms([1, 3], ["rft", "ppo"])
+    assert [(a.name, a.stages[0].preset, (a.stages[0].source or {}).get("rollout", {}).get("viter"))
+            for a in arms] == [("sft", "sft", None), ("grpo", "rft", 1), ("grpo-viter3", "rft", 3),
+                               ("ppo", "ppo", 1), ("ppo-viter3", "ppo", 3)]
+    assert study.main(["generalization", "--rl", "rft,dpo"]) == 2
+    assert "--rl: a comma-separated list of rft | ppo, got 'rft,dpo'" in capsys.readouterr().err
+
+
 def test_generalization_study_on_tiny(tmp_path):
     from unift import study
 
     out = tmp_path / "study"
     assert study.main(["generalization", "--task", "general_points", "--budget", "3e10", "--viter", "1,2",
-                       "--out", str(out), *TINY]) == 0
+                       "--rl", "rft", "--out", str(out), *TINY]) == 0
     d = out / "general_points"
     manifest = json.loads((d / "compare.json").read_text())
-    assert [a["name"] for a in manifest["arms"]] == ["sft", "rl", "rl-viter2"]
+    assert [a["name"] for a in manifest["arms"]] == ["sft", "grpo", "grpo-viter2"]
     assert manifest["eval_variants"] == {"id": {"variant": "id"}, "ood_rule": {"variant": "ood_rule"}}
-    assert load_config(d / "configs" / "rl-viter2.yaml").sources[0].rollout.viter == 2
+    assert load_config(d / "configs" / "grpo-viter2.yaml").sources[0].rollout.viter == 2
     # every model, SFT included, is evaluated with retries: success@2 next to pass@1
-    for arm in ("sft", "rl", "rl-viter2"):
+    for arm in ("sft", "grpo", "grpo-viter2"):
         rows = [json.loads(line) for line in (d / "runs" / arm / "evals.jsonl").read_text().splitlines()]
         assert all("success@2" in r and r["success@2"] >= r["pass@1"] for r in rows)
     page = (d / "report.html").read_text()

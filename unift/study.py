@@ -6,9 +6,11 @@ section 5) on GeneralPoints and Navigation, with `unift compare`'s machinery and
     unift study generalization --task navigation --warmup 1e14  # SFT warm-up first (the paper's init)
 
 Per task: train on the ID variant (GeneralPoints rule face_is_10; Navigation absolute action
-space), test on ID and OOD (rule face_is_11_12_13; relative action space). SFT and RL (the rft
-preset) start from the same initial checkpoint and get the same training FLOPs; RL runs once per
-verification-iteration setting (`rollout.viter`). Every model is evaluated with the largest
+space), test on ID and OOD (rule face_is_11_12_13; relative action space). SFT and RL start from
+the same initial checkpoint and get the same training FLOPs. RL is GRPO (the rft preset, arms
+`grpo`, `grpo-viter3`, ...) and PPO with a learned critic (the study's optimiser: the ppo preset,
+arms `ppo`, `ppo-viter3`, ...; `--rl` chooses), each once per verification-iteration setting
+(`rollout.viter`). Every model is evaluated with the largest
 viter, which reports pass@1 (first attempt) and success@2..V (retries with the verifier's
 feedback), so SFT is measured with retries too.
 
@@ -47,11 +49,19 @@ BUDGET = 1e15
 """Default training FLOPs per arm."""
 
 
-def generalization_arms(viters: list[int]) -> list[Arm]:
-    """SFT once (viter does not change SFT training) and RL once per viter."""
+RL_ARMS = {"rft": "grpo", "ppo": "ppo"}
+"""RL optimisers of the study (`--rl`): preset -> arm name. rft is GRPO (group advantages, no
+critic); ppo has the study's learned critic with GAE (docs/methods.md)."""
+
+
+def generalization_arms(viters: list[int], rl: list[str] = ("rft",)) -> list[Arm]:
+    """SFT once (viter does not change SFT training), then each RL preset once per viter:
+    grpo, grpo-viter3, ppo, ppo-viter3, ..."""
     arms = [Arm("sft", [Stage("sft")])]
-    for v in viters:
-        arms.append(Arm("rl" if v == 1 else f"rl-viter{v}", [Stage("rft", source={"rollout": {"viter": v}})]))
+    for preset in rl:
+        for v in viters:
+            name = RL_ARMS[preset] + ("" if v == 1 else f"-viter{v}")
+            arms.append(Arm(name, [Stage(preset, source={"rollout": {"viter": v}})]))
     return arms
 
 
@@ -101,6 +111,9 @@ def build_study_parser() -> argparse.ArgumentParser:
         if action.dest == "algos":
             action.help = argparse.SUPPRESS
     p.add_argument("--viter", default="1,3", help="comma-separated verification iterations of RL (default 1,3)")
+    p.add_argument("--rl", default="rft,ppo",
+                   help="comma-separated RL presets, each once per --viter: rft (GRPO), ppo (PPO with a "
+                        "learned critic) (default rft,ppo)")
     p.add_argument("--warmup", type=float, default=0.0,
                    help="FLOPs of a shared SFT warm-up before both (default 0: none)")
     p.add_argument("--init", help="initial model of every arm (default: --model)")
@@ -126,6 +139,9 @@ def main(argv: list[str]) -> int:
         viters = sorted({int(v) for v in args.viter.split(",") if v.strip()})
         if not viters or viters[0] < 1:
             raise ValueError("--viter: positive integers, e.g. 1,3")
+        rl = [r.strip() for r in args.rl.split(",") if r.strip()]
+        if not rl or any(r not in RL_ARMS for r in rl):
+            raise ValueError(f"--rl: a comma-separated list of {' | '.join(RL_ARMS)}, got {args.rl!r}")
         overrides = parse_overrides(args.sets)
         reports = []
         for task in names:
@@ -137,12 +153,14 @@ def main(argv: list[str]) -> int:
                 s.model = warmup(s, out, args.warmup)
                 notes.append(f"Every arm starts from a shared SFT warm-up of {args.warmup:.3g} FLOPs on the ID "
                              "variant (the 'init' row and dotted lines are that checkpoint).")
-            arms = generalization_arms(viters)
+            arms = generalization_arms(viters, rl)
             v = s.variant.get("variant", s.variant)
             title = (f"SFT memorizes, RL generalizes? {task}: trained on '{v}', tested on ID and OOD "
                      f"({', '.join(s.ood)}) at "
                      + (f"{s.steps} steps" if s.match == "steps" else f"{s.budget:.3g} FLOPs"))
-            notes.append("SFT trains on reference solutions; RL (GRPO, the rft preset) on its own rollouts, "
+            names_rl = {"rft": "GRPO (the rft preset)", "ppo": "PPO with a learned critic (the ppo preset)"}
+            optimisers = ", ".join(names_rl[r] for r in rl)
+            notes.append(f"SFT trains on reference solutions; RL ({optimisers}) on its own rollouts, "
                          f"with {', '.join(map(str, viters))} graded attempt(s) per prompt. Every model is "
                          f"evaluated with up to {max(viters)} attempts (success@{max(viters)}).")
             reports.append(run_comparison(s, arms, out, overrides, title=title,
