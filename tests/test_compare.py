@@ -144,12 +144,13 @@ def test_flops_per_step_by_hand(tmp_path):
 def test_generalization_arms_grpo_and_ppo_per_viter(capsys):
     from unift import study
 
-    arms = study.generalization_arms([1, 3], ["rft", "ppo"])
+    arms = study.generalization_arms([1, 3], ["sft", "grpo", "ppo"])
     assert [(a.name, a.stages[0].preset, (a.stages[0].source or {}).get("rollout", {}).get("viter"))
             for a in arms] == [("sft", "sft", None), ("grpo", "rft", 1), ("grpo-viter3", "rft", 3),
                                ("ppo", "ppo", 1), ("ppo-viter3", "ppo", 3)]
-    assert study.main(["generalization", "--rl", "rft,dpo"]) == 2
-    assert "--rl: a comma-separated list of rft | ppo, got 'rft,dpo'" in capsys.readouterr().err
+    assert [a.name for a in study.generalization_arms([1, 3], ["ppo"])] == ["ppo", "ppo-viter3"]
+    assert study.main(["generalization", "--arms", "sft,dpo"]) == 2
+    assert "--arms: a comma-separated list of sft | grpo | ppo, got 'sft,dpo'" in capsys.readouterr().err
 
 
 def test_generalization_study_on_tiny(tmp_path):
@@ -157,7 +158,7 @@ def test_generalization_study_on_tiny(tmp_path):
 
     out = tmp_path / "study"
     assert study.main(["generalization", "--task", "general_points", "--budget", "3e10", "--viter", "1,2",
-                       "--rl", "rft", "--out", str(out), *TINY]) == 0
+                       "--arms", "sft,grpo", "--out", str(out), *TINY]) == 0
     d = out / "general_points"
     manifest = json.loads((d / "compare.json").read_text())
     assert [a["name"] for a in manifest["arms"]] == ["sft", "grpo", "grpo-viter2"]

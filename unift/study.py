@@ -9,7 +9,7 @@ Per task: train on the ID variant (GeneralPoints rule face_is_10; Navigation abs
 space), test on ID and OOD (rule face_is_11_12_13; relative action space). SFT and RL start from
 the same initial checkpoint and get the same training FLOPs. RL is GRPO (the rft preset, arms
 `grpo`, `grpo-viter3`, ...) and PPO with a learned critic (the study's optimiser: the ppo preset,
-arms `ppo`, `ppo-viter3`, ...; `--rl` chooses), each once per verification-iteration setting
+arms `ppo`, `ppo-viter3`, ...), each once per verification-iteration setting
 (`rollout.viter`). Every model is evaluated with the largest
 viter, which reports pass@1 (first attempt) and success@2..V (retries with the verifier's
 feedback), so SFT is measured with retries too.
@@ -49,19 +49,24 @@ BUDGET = 1e15
 """Default training FLOPs per arm."""
 
 
-RL_ARMS = {"rft": "grpo", "ppo": "ppo"}
-"""RL optimisers of the study (`--rl`): preset -> arm name. rft is GRPO (group advantages, no
-critic); ppo has the study's learned critic with GAE (docs/methods.md)."""
+STUDY_ARMS = {"sft": "sft", "grpo": "rft", "ppo": "ppo"}
+"""Arms of the study (`--arms`) -> preset: SFT on reference solutions; GRPO (group advantages,
+no critic); PPO with the study's learned critic and GAE (docs/methods.md)."""
+
+DESCRIBE = {"grpo": "GRPO (the rft preset)", "ppo": "PPO with a learned critic (the ppo preset)"}
 
 
-def generalization_arms(viters: list[int], rl: list[str] = ("rft",)) -> list[Arm]:
-    """SFT once (viter does not change SFT training), then each RL preset once per viter:
+def generalization_arms(viters: list[int], names: list[str] = ("sft", "grpo")) -> list[Arm]:
+    """SFT once (viter does not change SFT training), then each RL arm once per viter:
     grpo, grpo-viter3, ppo, ppo-viter3, ..."""
-    arms = [Arm("sft", [Stage("sft")])]
-    for preset in rl:
+    arms = []
+    for name in names:
+        if name == "sft":
+            arms.append(Arm("sft", [Stage("sft")]))
+            continue
         for v in viters:
-            name = RL_ARMS[preset] + ("" if v == 1 else f"-viter{v}")
-            arms.append(Arm(name, [Stage(preset, source={"rollout": {"viter": v}})]))
+            arms.append(Arm(name + ("" if v == 1 else f"-viter{v}"),
+                            [Stage(STUDY_ARMS[name], source={"rollout": {"viter": v}})]))
     return arms
 
 
@@ -111,9 +116,9 @@ def build_study_parser() -> argparse.ArgumentParser:
         if action.dest == "algos":
             action.help = argparse.SUPPRESS
     p.add_argument("--viter", default="1,3", help="comma-separated verification iterations of RL (default 1,3)")
-    p.add_argument("--rl", default="rft,ppo",
-                   help="comma-separated RL presets, each once per --viter: rft (GRPO), ppo (PPO with a "
-                        "learned critic) (default rft,ppo)")
+    p.add_argument("--arms", default="sft,grpo,ppo",
+                   help="comma-separated arms: sft, grpo (the rft preset), ppo (PPO with a learned critic); "
+                        "each RL arm once per --viter (default sft,grpo,ppo)")
     p.add_argument("--warmup", type=float, default=0.0,
                    help="FLOPs of a shared SFT warm-up before both (default 0: none)")
     p.add_argument("--init", help="initial model of every arm (default: --model)")
@@ -139,9 +144,9 @@ def main(argv: list[str]) -> int:
         viters = sorted({int(v) for v in args.viter.split(",") if v.strip()})
         if not viters or viters[0] < 1:
             raise ValueError("--viter: positive integers, e.g. 1,3")
-        rl = [r.strip() for r in args.rl.split(",") if r.strip()]
-        if not rl or any(r not in RL_ARMS for r in rl):
-            raise ValueError(f"--rl: a comma-separated list of {' | '.join(RL_ARMS)}, got {args.rl!r}")
+        chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
+        if not chosen or any(a not in STUDY_ARMS for a in chosen):
+            raise ValueError(f"--arms: a comma-separated list of {' | '.join(STUDY_ARMS)}, got {args.arms!r}")
         overrides = parse_overrides(args.sets)
         reports = []
         for task in names:
@@ -153,13 +158,12 @@ def main(argv: list[str]) -> int:
                 s.model = warmup(s, out, args.warmup)
                 notes.append(f"Every arm starts from a shared SFT warm-up of {args.warmup:.3g} FLOPs on the ID "
                              "variant (the 'init' row and dotted lines are that checkpoint).")
-            arms = generalization_arms(viters, rl)
+            arms = generalization_arms(viters, chosen)
             v = s.variant.get("variant", s.variant)
             title = (f"SFT memorizes, RL generalizes? {task}: trained on '{v}', tested on ID and OOD "
                      f"({', '.join(s.ood)}) at "
                      + (f"{s.steps} steps" if s.match == "steps" else f"{s.budget:.3g} FLOPs"))
-            names_rl = {"rft": "GRPO (the rft preset)", "ppo": "PPO with a learned critic (the ppo preset)"}
-            optimisers = ", ".join(names_rl[r] for r in rl)
+            optimisers = ", ".join(DESCRIBE[a] for a in chosen if a != "sft") or "none here"
             notes.append(f"SFT trains on reference solutions; RL ({optimisers}) on its own rollouts, "
                          f"with {', '.join(map(str, viters))} graded attempt(s) per prompt. Every model is "
                          f"evaluated with up to {max(viters)} attempts (success@{max(viters)}).")
