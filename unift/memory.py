@@ -5,7 +5,10 @@ chunks. glibc serves blocks above its mmap threshold with fresh mmap'd pages and
 the kernel when freed, so every step first-touches its memory again: on this VM that costs
 about 1 ms per MB. Turning off mmap for allocations and heap trimming lets the next step reuse
 the same, already mapped pages (docs/LOG.md, 2026-11-29: a profiled SFT run's system time
-20.4 -> 12.2 s, a GRPO step ~2% faster). The process keeps its peak heap size until it exits.
+20.4 -> 12.2 s, a GRPO step ~2% faster). The process keeps its peak heap size until it exits,
+unless `release_freed_memory` hands the free pages back: `unift compare` and `unift study` call
+it after every run, so a comparison does not hold the largest run's peak (13 GB for a navigation
+run with retries, docs/LOG.md 2026-12-02 fourth session) through all the runs after it.
 """
 
 from __future__ import annotations
@@ -26,3 +29,16 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap's free pages back to the kernel (glibc's malloc_trim(0), which trims every
+    arena and releases the free pages inside it, whatever the trim threshold); between runs, when
+    the next step's first-touch cost does not matter. False where it is not glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True

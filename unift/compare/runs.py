@@ -31,6 +31,7 @@ from unift.compare.settings import (
     eval_variants,
     split_steps,
 )
+from unift.memory import release_freed_memory
 
 
 def say(text: str) -> None:
@@ -176,6 +177,7 @@ def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path
     config.overwrite = True
     train(config, config_path.parent)
     gc.collect()
+    release_freed_memory()  # the run's peak heap is not kept for the runs after it
     say(f"{head}: done in {time.perf_counter() - t0:.0f}s; {last_eval_line(run_dir)}")
     return True
 
@@ -226,6 +228,7 @@ def evaluate_base(s: Settings, out: Path) -> BaseModel:
     say(f"[bold]base[/] {s.model}: pass@1 {line}  ({time.perf_counter() - t0:.0f}s)")
     del model
     gc.collect()
+    release_freed_memory()
     return info
 
 
