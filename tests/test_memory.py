@@ -31,3 +31,25 @@ def test_freed_memory_is_kept_then_released():
     peak, kept, released = map(float, out.split())
     assert kept > peak - 30  # no mmap, no trim: the 300 MB stay mapped after they are freed
     assert released < kept - 250  # malloc_trim(0) hands them back
+
+
+def test_train_hands_freed_memory_back_when_a_run_ends(monkeypatch):
+    """Plumbing: train() releases after its run, whether the run returns or raises."""
+    from pathlib import Path
+
+    from unift.train import run
+
+    calls = []
+    monkeypatch.setattr(run, "release_freed_memory", lambda: calls.append("released"))
+    monkeypatch.setattr(run, "_train", lambda config, config_dir, dist: calls.append("ran") or Path("out"))
+    config = run.RunConfig(progress=False)
+    assert run.train(config) == Path("out") and calls == ["ran", "released"]
+
+    def fails(config, config_dir, dist):
+        calls.append("failed")
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setattr(run, "_train", fails)
+    with pytest.raises(RuntimeError, match="out of disk"):
+        run.train(config)
+    assert calls == ["ran", "released", "failed", "released"]

@@ -175,9 +175,7 @@ def train_stage(s: Settings, stage: Stage, init: str, run_dir: Path, config_path
     t0 = time.perf_counter()
     # a run of another config (or a killed one) in run_dir is replaced: compare decided to train
     config.overwrite = True
-    train(config, config_path.parent)
-    gc.collect()
-    release_freed_memory()  # the run's peak heap is not kept for the runs after it
+    train(config, config_path.parent)  # which hands the run's freed memory back when it ends
     say(f"{head}: done in {time.perf_counter() - t0:.0f}s; {last_eval_line(run_dir)}")
     return True
 

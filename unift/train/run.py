@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from unift.config import (
 from unift.data.mixture import Stream, shard
 from unift.data.records import read_jsonl
 from unift.data.sources import load_records
-from unift.memory import retain_freed_memory
+from unift.memory import release_freed_memory, retain_freed_memory
 from unift.rollout.hints import HintSchedule, hint_steps
 from unift.train import checkpoint, losses
 from unift.train.distributed import Dist, init
@@ -414,9 +415,15 @@ RESUME_SAFE = ("eval", "save_every", "progress", "output_dir", "diagnostics", "d
 def train(config: RunConfig, config_dir: Path = Path("."), dist: Dist | None = None) -> Path:
     """Check the config and data, claim output_dir, then run (`_run`). Everything that can be
     checked without the model is checked first. While unift's progress bar shows, the libraries'
-    own bars stay off (`trackers.one_progress_display`)."""
-    with one_progress_display(config.progress):
-        return _train(config, config_dir, dist)
+    own bars stay off (`trackers.one_progress_display`). When the run ends, however it ends, the
+    memory it freed goes back to the kernel (`memory.release_freed_memory`), so the next run in
+    the same process does not start from this one's peak heap."""
+    try:
+        with one_progress_display(config.progress):
+            return _train(config, config_dir, dist)
+    finally:
+        gc.collect()  # the run's model and optimiser, held by reference cycles, are freed first
+        release_freed_memory()
 
 
 def _train(config: RunConfig, config_dir: Path, dist: Dist | None) -> Path:
